@@ -1,0 +1,58 @@
+"""Tensorized environments and token tasks, installed as ``jaxrl_self.envs``.
+
+    from jaxrl_self import envs
+    env = envs.make("cartpole")
+    envs.check_env(env)
+
+Built-in names: see :func:`registered_names`. Register your own with :func:`register`.
+"""
+from jaxrl_self.core.environment import Environment, EnvParams, EnvState, LevelEnv, Wrapper
+from jaxrl_self.core.sequence import Problem, SequenceTask
+from jaxrl_self.envs.adapters import GymnaxAdapter, convert_space, from_gymnax
+from jaxrl_self.envs.checker import EnvCheckError, check_env
+from jaxrl_self.envs.registry import UnknownEnvironmentError, describe, make, register, registered_names
+from jaxrl_self.envs.wrappers import (
+    FlattenObservation,
+    LevelSet,
+    LogState,
+    LogWrapper,
+    ReplayLevel,
+    ResampleLevel,
+    flatten_observation,
+)
+
+__all__ = [
+    "Environment",
+    "EnvParams",
+    "EnvState",
+    "LevelEnv",
+    "Wrapper",
+    "Problem",
+    "SequenceTask",
+    "GymnaxAdapter",
+    "convert_space",
+    "from_gymnax",
+    "EnvCheckError",
+    "check_env",
+    "UnknownEnvironmentError",
+    "describe",
+    "make",
+    "register",
+    "registered_names",
+    "FlattenObservation",
+    "LevelSet",
+    "LogState",
+    "LogWrapper",
+    "ReplayLevel",
+    "ResampleLevel",
+    "flatten_observation",
+]
+
+# ------------------------------------------------------------------------------------------ built-ins
+register("cartpole", "jaxrl_self.envs.cartpole:CartPole", description="CartPole-v1, classic dynamics (gymnasium parity)")
+register("CartPole-v1", "jaxrl_self.envs.cartpole:CartPole", description="alias of 'cartpole'")
+register("maze", "jaxrl_self.envs.maze:Maze", description="UED maze, 13x13, partial 5x5 view, 25-wall generator")
+register("maze-60", "jaxrl_self.envs.maze:Maze", max_walls=60, description="UED maze with the 60-wall generator")
+register("addition", "jaxrl_self.envs.tokens:AdditionTask", description="token task: multi-digit addition with verifier")
+register("chain", "jaxrl_self.envs.tokens:ChainTask",
+         description="token task: arithmetic chain with a heavy-tailed number of steps (long-tailed CoT)")

@@ -1,0 +1,33 @@
+"""jaxrl_self: reinforcement learning where a whole training run is one XLA program.
+
+Submodules are imported lazily, so ``import jaxrl_self`` is cheap and never touches a JAX backend.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from jaxrl_self import _xla_guard
+
+XLA_GUARD_ACTIVE = _xla_guard.install()
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "envs": "jaxrl_self.envs",
+    "core": "jaxrl_self.core",
+}
+
+__all__ = ["__version__", "XLA_GUARD_ACTIVE", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module = importlib.import_module(_LAZY[name])
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'jaxrl_self' has no attribute {name!r}")
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from jaxrl_self import core, envs  # noqa: F401

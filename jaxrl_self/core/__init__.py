@@ -1,0 +1,33 @@
+"""Contracts shared by every layer: spaces, environments, level environments and sequence tasks."""
+from jaxrl_self.core.environment import (
+    Environment,
+    EnvParams,
+    EnvState,
+    LevelEnv,
+    StepResult,
+    Wrapper,
+    tree_select,
+)
+from jaxrl_self.core.sequence import VOCAB, Problem, SequenceTask, TaskParams, Vocabulary
+from jaxrl_self.core.spaces import Box, Dict, Discrete, Space, describe_mismatch, flat_dim
+
+__all__ = [
+    "Environment",
+    "EnvParams",
+    "EnvState",
+    "LevelEnv",
+    "StepResult",
+    "Wrapper",
+    "tree_select",
+    "VOCAB",
+    "Problem",
+    "SequenceTask",
+    "TaskParams",
+    "Vocabulary",
+    "Box",
+    "Dict",
+    "Discrete",
+    "Space",
+    "describe_mismatch",
+    "flat_dim",
+]

@@ -1,0 +1,58 @@
+"""The algorithm contract shared by every ``make_train``.
+
+``make_train(config, env, ...)`` returns a :class:`Train`: a pure, jittable callable
+``train(key) -> (run_state, metrics)`` whose whole run is one XLA program. It also exposes the two pieces the
+runner needs to cut a run into chunks of *the same* compiled program::
+
+    train = ppo.make_train(ppo.Config(...), env)
+    state, metrics = jax.jit(train)(key)                      # one program
+    state = train.init(key)                                  # or: chunked, e.g. with checkpoints between
+    chunk = jax.jit(functools.partial(train.run, num_updates=10))
+    state, m1 = chunk(state); state, m2 = chunk(state)        # no recompilation
+
+* ``init(key) -> RunState``: everything a run needs to continue (params, optimiser state, RNG, env state,
+  curriculum buffer, counters) as one pytree.
+* ``update(run_state) -> (run_state, metrics_row)``: one update (collect + learn); ``metrics_row`` is a pytree
+  of scalars (per seed), one row of the run's metrics table.
+* ``num_updates``: how many updates the configured run has.
+
+Configs are frozen ``flax.struct`` dataclasses: fields that fix shapes or Python control flow are static
+(``pytree_node=False``), numeric ones are traced leaves, so ``jax.vmap`` over a stacked batch of configs (with
+``make_train`` called *inside* the vmapped function) is a hyper-parameter sweep in one program.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Generic, TypeVar
+
+import jax
+
+__all__ = ["Train", "scan_updates"]
+
+S = TypeVar("S")
+
+
+def scan_updates(update: Callable[[S], tuple[S, Any]], state: S, num_updates: int) -> tuple[S, Any]:
+    """Run ``update`` ``num_updates`` times under ``lax.scan``; metrics rows are stacked along axis 0."""
+
+    def body(s, _):
+        return update(s)
+
+    return jax.lax.scan(body, state, None, length=int(num_updates))
+
+
+@dataclasses.dataclass(frozen=True)
+class Train(Generic[S]):
+    """A training run as pure functions. See the module docstring."""
+
+    init: Callable[[jax.Array], S]
+    update: Callable[[S], tuple[S, Any]]
+    num_updates: int
+    config: Any = None
+
+    def run(self, state: S, num_updates: int | None = None) -> tuple[S, Any]:
+        """``num_updates`` updates from ``state`` (default: all of them) as one ``lax.scan``."""
+        return scan_updates(self.update, state, self.num_updates if num_updates is None else num_updates)
+
+    def __call__(self, key: jax.Array) -> tuple[S, Any]:
+        return self.run(self.init(key))

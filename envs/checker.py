@@ -277,16 +277,17 @@ def _check_task(task: SequenceTask) -> dict:
     prompts = np.asarray(ps.prompt)
     if not np.all(prompts[:, 0] == v.BOS) or not np.all(prompts[:, 1] == v.Q):
         _fail(task, "sample_problem", "every prompt must start with BOS <q>")
-    ok = np.asarray(jax.vmap(task.is_correct)(ps, ps.solution))
+    verify = jax.jit(jax.vmap(task.is_correct))
+    ok = np.asarray(verify(ps, ps.solution))
     if not ok.all():
         i = int(np.argmin(ok))
         _fail(task, "is_correct", f"the reference solution is judged wrong: {task.to_text(prompts[i])} => "
               f"{task.to_text(np.asarray(ps.solution)[i])}")
-    ans, valid = jax.vmap(task.extract_answer)(ps.solution)
+    ans, valid = jax.jit(jax.vmap(task.extract_answer))(ps.solution)
     if not np.asarray(valid).all() or not np.array_equal(np.asarray(ans), np.asarray(ps.answer)):
         _fail(task, "extract_answer", "extract_answer(solution) does not give back Problem.answer")
     junk = jnp.full((n, task.solution_len), v.PAD, jnp.int32)
-    if np.asarray(jax.vmap(task.is_correct)(ps, junk)).any():
+    if np.asarray(verify(ps, junk)).any():
         _fail(task, "is_correct", "an all-PAD response was judged correct")
     text = _call(task, "to_text", task.to_text, prompts[0])
     if not isinstance(text, str) or not text:

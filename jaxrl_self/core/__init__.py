@@ -8,10 +8,18 @@ from jaxrl_self.core.environment import (
     Wrapper,
     tree_select,
 )
+from jaxrl_self.core.algorithm import Train, scan_updates
+from jaxrl_self.core.errors import CheckpointMismatchError, ConfigError, NonFiniteLossError, check_field
 from jaxrl_self.core.sequence import VOCAB, Problem, SequenceTask, TaskParams, Vocabulary
 from jaxrl_self.core.spaces import Box, Dict, Discrete, Space, describe_mismatch, flat_dim
 
 __all__ = [
+    "Train",
+    "scan_updates",
+    "ConfigError",
+    "NonFiniteLossError",
+    "CheckpointMismatchError",
+    "check_field",
     "Environment",
     "EnvParams",
     "EnvState",

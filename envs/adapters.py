@@ -76,10 +76,11 @@ class GymnaxAdapter(Environment):
             return self._env.reset_env(key, params)
         return self._env.reset(key, params)
 
-    def _split_done(self, state, done, params):
+    def _split_done(self, time, done, params):
+        """``time``: the step count of the state the step produced (before any reset), or None if unknown."""
         done = jnp.asarray(done, jnp.bool_)
-        if hasattr(state, "time") and hasattr(params, "max_steps_in_episode"):
-            truncated = done & (state.time >= params.max_steps_in_episode)
+        if time is not None and hasattr(params, "max_steps_in_episode"):
+            truncated = done & (time >= params.max_steps_in_episode)
         else:
             truncated = jnp.zeros_like(done)
         return done & ~truncated, truncated
@@ -94,7 +95,7 @@ class GymnaxAdapter(Environment):
                 terminated = jnp.asarray(done, jnp.bool_)
                 truncated = jnp.asarray(self._env.is_truncated(state, params), jnp.bool_)
             else:
-                terminated, truncated = self._split_done(state, done, params)
+                terminated, truncated = self._split_done(getattr(state, "time", None), done, params)
         else:
             raise TypeError(f"{self.name}.step_env returned {len(out)} values; expected 5 (gymnax 0.x) or 6")
         info = {k: v for k, v in dict(info).items() if k not in ("final_observation", "terminated", "truncated")}
@@ -105,12 +106,15 @@ class GymnaxAdapter(Environment):
             return super().step(key, state, action, params)
         if params is None:
             params = self.default_params
+        # the env auto-resets inside step, so the returned state of an ended episode is already the next one's:
+        # count the time limit from the incoming state
+        time_after = state.time + 1 if hasattr(state, "time") else None
         out = self._env.step(key, state, action, params)
         if len(out) == 6:
             obs, state, reward, terminated, truncated, info = out
         elif len(out) == 5:
             obs, state, reward, done, info = out
-            terminated, truncated = self._split_done(state, done, params)
+            terminated, truncated = self._split_done(time_after, done, params)
         else:
             raise TypeError(f"{self.name}.step returned {len(out)} values; expected 5 (gymnax 0.x) or 6")
         info = dict(info)

@@ -32,6 +32,15 @@ class EnvCheckError(AssertionError):
         super().__init__(f"check_env({name}): {method}: {problem}")
 
 
+# The checker only needs the programs' semantics, not their speed: compiling with XLA's backend
+# optimisations off roughly halves the compile time of each check.
+_CHECK_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
+
+
+def _jit(fn, **kwargs):
+    return jax.jit(fn, compiler_options=_CHECK_COMPILER_OPTIONS, **kwargs)
+
+
 def _fail(env, method, problem):
     raise EnvCheckError(env, method, problem)
 
@@ -164,7 +173,7 @@ def _check_environment(env: Environment, num_steps: int) -> dict:
     # -- jit: a scanned rollout with random actions, episodes shortened if the env has a time limit
     short = _short_params(params)
     rollout = _rollout_fn(env, short, num_steps)
-    jitted = jax.jit(rollout)
+    jitted = _jit(rollout)
     obs0, _, traj, _ = _call(env, "step (under jit + lax.scan)", jitted, jax.random.key(3))
     _, _, traj_again, _ = jitted(jax.random.key(3))
     if not _trees_equal(traj, traj_again):
@@ -172,7 +181,7 @@ def _check_environment(env: Environment, num_steps: int) -> dict:
 
     # -- vmap over 8 copies; lane 0 must match the unbatched run with the same key
     keys = jax.random.split(jax.random.key(4), 8)
-    vobs0, _, vtraj, _ = _call(env, "step (under jit + vmap over 8 envs)", jax.jit(jax.vmap(rollout)), keys)
+    vobs0, _, vtraj, _ = _call(env, "step (under jit + vmap over 8 envs)", _jit(jax.vmap(rollout)), keys)
     _check_space(env, "reset (vmapped)", obs_space, vobs0, batch=(8,))
     _check_space(env, "step (vmapped)", obs_space, vtraj["next_obs"], batch=(8, num_steps))
     _check_space(env, "step (vmapped)", act_space, vtraj["action"], batch=(8, num_steps), what="action")
@@ -217,15 +226,15 @@ def _check_environment(env: Environment, num_steps: int) -> dict:
 def _check_level_env(env: LevelEnv) -> dict:
     params = env.default_params
     key = jax.random.key(10)
-    level = _call(env, "sample_level (under jit)", jax.jit(env.sample_level), key)
-    levels = _call(env, "sample_level (under jit + vmap)", jax.jit(jax.vmap(env.sample_level)), jax.random.split(key, 8))
+    level = _call(env, "sample_level (under jit)", _jit(env.sample_level), key)
+    levels = _call(env, "sample_level (under jit + vmap)", _jit(jax.vmap(env.sample_level)), jax.random.split(key, 8))
     if jax.tree.structure(levels) != jax.tree.structure(level):
         _fail(env, "sample_level", "vmapped levels have a different pytree structure")
-    again = jax.jit(env.sample_level)(key)
+    again = _jit(env.sample_level)(key)
     if not _trees_equal(level, again):
         _fail(env, "sample_level", "the same key gave two different levels")
 
-    _, state = _call(env, "reset_to_level", jax.jit(env.reset_to_level), jax.random.key(11), level, params)
+    _, state = _call(env, "reset_to_level", _jit(env.reset_to_level), jax.random.key(11), level, params)
     got = _call(env, "get_level", env.get_level, state)
     if not _trees_equal(got, level):
         _fail(env, "reset_to_level", "the state does not hold the level it was reset to (get_level(state) != level)")
@@ -239,13 +248,13 @@ def _check_level_env(env: LevelEnv) -> dict:
     if env.level_to_str(back) != text:
         _fail(env, "level_to_str", "level_to_str(level_from_str(text)) != text")
 
-    mutated = _call(env, "mutate_level (under jit + vmap)", jax.jit(jax.vmap(env.mutate_level, (0, 0, None))),
+    mutated = _call(env, "mutate_level (under jit + vmap)", _jit(jax.vmap(env.mutate_level, (0, 0, None))),
                     jax.random.split(key, 8), levels, 3)
     if jax.tree.structure(mutated) != jax.tree.structure(levels) or any(
         a.shape != b.shape or a.dtype != b.dtype for a, b in zip(jax.tree.leaves(mutated), jax.tree.leaves(levels))
     ):
         _fail(env, "mutate_level", "returned a level with a different structure, shape or dtype")
-    sp = _call(env, "shortest_path (under jit + vmap)", jax.jit(jax.vmap(env.shortest_path)), levels)
+    sp = _call(env, "shortest_path (under jit + vmap)", _jit(jax.vmap(env.shortest_path)), levels)
     sp = np.asarray(sp)
     if sp.shape != (8,) or not np.issubdtype(sp.dtype, np.integer):
         _fail(env, "shortest_path", f"must return one integer per level; got shape {sp.shape} dtype {sp.dtype}")
@@ -256,7 +265,7 @@ def _check_task(task: SequenceTask) -> dict:
     v = task.vocab
     params = task.default_params
     key = jax.random.key(0)
-    p = _call(task, "sample_problem (under jit)", jax.jit(task.sample_problem), key, params)
+    p = _call(task, "sample_problem (under jit)", _jit(task.sample_problem), key, params)
     if not isinstance(p, Problem):
         _fail(task, "sample_problem", f"returned {type(p).__name__}, expected Problem")
     for field, length in (("prompt", task.prompt_len), ("answer", task.answer_len), ("solution", task.solution_len)):
@@ -264,11 +273,11 @@ def _check_task(task: SequenceTask) -> dict:
         if x.shape != (length,) or x.dtype != np.int32:
             _fail(task, "sample_problem", f"Problem.{field} has shape {x.shape} dtype {x.dtype}, "
                   f"expected ({length},) int32 (task.{field}_len)")
-    again = jax.jit(task.sample_problem)(key, params)
+    again = _jit(task.sample_problem)(key, params)
     if not _trees_equal(p, again):
         _fail(task, "sample_problem", "the same key gave two different problems")
     n = 64
-    ps = _call(task, "sample_problem (under jit + vmap)", jax.jit(jax.vmap(task.sample_problem, (0, None))),
+    ps = _call(task, "sample_problem (under jit + vmap)", _jit(jax.vmap(task.sample_problem, (0, None))),
                jax.random.split(key, n), params)
     for field in ("prompt", "answer", "solution"):
         x = np.asarray(getattr(ps, field))
@@ -277,13 +286,13 @@ def _check_task(task: SequenceTask) -> dict:
     prompts = np.asarray(ps.prompt)
     if not np.all(prompts[:, 0] == v.BOS) or not np.all(prompts[:, 1] == v.Q):
         _fail(task, "sample_problem", "every prompt must start with BOS <q>")
-    verify = jax.jit(jax.vmap(task.is_correct))
+    verify = _jit(jax.vmap(task.is_correct))
     ok = np.asarray(verify(ps, ps.solution))
     if not ok.all():
         i = int(np.argmin(ok))
         _fail(task, "is_correct", f"the reference solution is judged wrong: {task.to_text(prompts[i])} => "
               f"{task.to_text(np.asarray(ps.solution)[i])}")
-    ans, valid = jax.jit(jax.vmap(task.extract_answer))(ps.solution)
+    ans, valid = _jit(jax.vmap(task.extract_answer))(ps.solution)
     if not np.asarray(valid).all() or not np.array_equal(np.asarray(ans), np.asarray(ps.answer)):
         _fail(task, "extract_answer", "extract_answer(solution) does not give back Problem.answer")
     junk = jnp.full((n, task.solution_len), v.PAD, jnp.int32)

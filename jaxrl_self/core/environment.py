@@ -70,6 +70,10 @@ def tree_select(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
 class Environment(Generic[TState, TParams]):
     """A pure-function environment with same-step auto-reset. See the module docstring."""
 
+    #: Set True in a subclass whose ``step_env`` ignores its key (deterministic dynamics): ``step`` then hands
+    #: the whole key to the auto-reset instead of splitting it, which saves one key split per step.
+    deterministic_step: bool = False
+
     # ------------------------------------------------------------------ to implement
     @property
     def default_params(self) -> TParams:
@@ -103,7 +107,7 @@ class Environment(Generic[TState, TParams]):
     def step(self, key: jax.Array, state: TState, action: Any, params: TParams | None = None) -> StepResult:
         if params is None:
             params = self.default_params
-        key_step, key_reset = jax.random.split(key)
+        key_step, key_reset = (key, key) if self.deterministic_step else jax.random.split(key)
         obs_st, state_st, reward, terminated, truncated, info = self.step_env(key_step, state, action, params)
         terminated = jnp.asarray(terminated, dtype=jnp.bool_)
         truncated = jnp.asarray(truncated, dtype=jnp.bool_)
@@ -204,6 +208,10 @@ class Wrapper(Environment):
     @property
     def default_params(self):
         return self._env.default_params
+
+    @property
+    def deterministic_step(self) -> bool:  # type: ignore[override]
+        return self._env.deterministic_step
 
     def observation_space(self, params=None) -> Space:
         return self._env.observation_space(params)

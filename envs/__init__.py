@@ -56,3 +56,8 @@ register("maze-60", "jaxrl_self.envs.maze:Maze", max_walls=60, description="UED 
 register("addition", "jaxrl_self.envs.tokens:AdditionTask", description="token task: multi-digit addition with verifier")
 register("chain", "jaxrl_self.envs.tokens:ChainTask",
          description="token task: arithmetic chain with a heavy-tailed number of steps (long-tailed CoT)")
+register("probe-constant", "jaxrl_self.envs.probes:ProbeConstant", description="probe: constant reward, V = r (or r/(1-γ) with truncate=True)")
+register("probe-observation", "jaxrl_self.envs.probes:ProbeObservation", description="probe: reward = observation (±1), V(s) = s")
+register("probe-action", "jaxrl_self.envs.probes:ProbeAction", description="probe: reward +1 for action 1, -1 for action 0")
+register("probe-credit", "jaxrl_self.envs.probes:ProbeCredit", description="probe: two steps, reward at step 2 for the step-1 action matching the cue")
+register("probe-memory", "jaxrl_self.envs.probes:ProbeMemory", description="probe: two steps, the step-2 action must recall the step-1 cue (needs memory)")

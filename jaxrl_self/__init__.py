@@ -16,6 +16,11 @@ __version__ = "0.1.0"
 _LAZY = {
     "envs": "jaxrl_self.envs",
     "core": "jaxrl_self.core",
+    "rl": "jaxrl_self.rl",
+    "nets": "jaxrl_self.nets",
+    "algos": "jaxrl_self.algos",
+    "ppo": "jaxrl_self.algos.ppo",
+    "lm": "jaxrl_self.lm",
 }
 
 __all__ = ["__version__", "XLA_GUARD_ACTIVE", *_LAZY]
@@ -30,4 +35,5 @@ def __getattr__(name: str):
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from jaxrl_self import core, envs  # noqa: F401
+    from jaxrl_self import algos, core, envs, lm, nets, rl  # noqa: F401
+    from jaxrl_self.algos import ppo  # noqa: F401

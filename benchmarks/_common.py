@@ -1,0 +1,414 @@
+"""Shared plumbing for the benchmark scripts in ``benchmarks/``.
+
+Every benchmark follows the same pattern: an *orchestrator* (the script run by the user, stdlib only) starts one
+or more *workers* one after the other, each a subprocess that measures and prints one JSON object; peers
+(gymnax, jaxued, rejax, TRL...) run in their own virtual environment, built once from PyPI, because they pin
+other versions of jax than ours. The orchestrator collects the workers' JSON, adds the machine description and
+writes ``benchmarks/results/<name>.json`` plus a markdown table ``<name>.md``.
+
+This module is imported both by orchestrators and by workers running in *other* venvs (with another jax), so
+its top level uses the standard library only; the JAX timing helpers import jax lazily.
+
+Orchestrator side:
+
+* :func:`machine_info` - CPU model, cores, memory, platform, load, git commit.
+* :func:`ensure_venv` - build (once, under a file lock) and cache ``benchmarks/.venvs/<name>``.
+* :func:`run_worker` - run a worker script with a given interpreter and parse its JSON result.
+* :func:`write_results` - write the JSON and markdown result files.
+
+Worker side:
+
+* :func:`worker_info` - versions, XLA_FLAGS, backend and devices of the running worker.
+* :func:`compile_timed` - ``jax.jit(fn).lower(...).compile()`` with lowering and compilation timed apart.
+* :func:`time_calls` - repeat a call until each repetition lasts ``min_rep_s``; seconds per call per repetition.
+* :func:`emit_result` - print the worker's JSON result on stdout.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as _dt
+import fcntl
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+__all__ = [
+    "BENCH_DIR",
+    "REPO_ROOT",
+    "RESULTS_DIR",
+    "VENVS_DIR",
+    "RESULT_MARKER",
+    "WorkerError",
+    "machine_info",
+    "ensure_venv",
+    "run_worker",
+    "write_results",
+    "utc_now",
+    "worker_info",
+    "package_versions",
+    "compile_timed",
+    "time_calls",
+    "TimedCalls",
+    "emit_result",
+    "log",
+    "fmt_rate",
+    "fmt_ratio",
+]
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"
+VENVS_DIR = BENCH_DIR / ".venvs"  # git-ignored
+
+#: Workers print their result as one line ``RESULT_MARKER + json``; anything else on stdout (a library's
+#: chatter) is ignored, so a stray ``print`` in a peer library cannot corrupt the result.
+RESULT_MARKER = "@@BENCH_RESULT@@ "
+
+
+class WorkerError(RuntimeError):
+    """A worker subprocess failed or printed no result."""
+
+
+def log(*parts: Any) -> None:
+    """Progress message on stderr (stdout is reserved for a worker's result)."""
+    print(*parts, file=sys.stderr, flush=True)
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+# ============================================================================================ machine description
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _mem_total_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2**20, 2)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def machine_info() -> dict[str, Any]:
+    """Describe the machine the benchmark runs on (orchestrator side; no jax needed).
+
+    ``cpu_count`` is the number of logical CPUs, ``cpus_usable`` those this process may run on (affinity /
+    cgroup pinning). ``loadavg`` is the 1/5/15-minute load average when the description was taken: a load well
+    above zero means other work shared the CPU and the figures are suspect.
+    """
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        usable = os.cpu_count()
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # pragma: no cover
+        load = None
+    status = _git("status", "--porcelain")
+    return {
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": usable,
+        "mem_total_gib": _mem_total_gib(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "loadavg": load,
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": bool(status) if status is not None else None,
+    }
+
+
+# ============================================================================================ peer venvs
+def _venv_python(venv: Path) -> Path:
+    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """Exclusive advisory lock (blocks until free), so two benchmark scripts never build one venv at once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"[venv] waiting for the lock {path} (another benchmark is building this venv)")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _run_logged(cmd: Sequence[str], what: str, timeout: float) -> str:
+    log(f"[venv] {what}: {' '.join(map(str, cmd))}")
+    try:
+        out = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        raise RuntimeError(f"{what} timed out after {timeout:.0f} s: {' '.join(map(str, cmd))}") from e
+    if out.returncode != 0:
+        tail = "\n".join((out.stdout + out.stderr).splitlines()[-40:])
+        raise RuntimeError(f"{what} failed (exit {out.returncode}): {' '.join(map(str, cmd))}\n{tail}")
+    return out.stdout
+
+
+def ensure_venv(
+    name: str,
+    requirements: Sequence[str],
+    *,
+    rebuild: bool = False,
+    base_python: str | None = None,
+    timeout: float = 1800.0,
+) -> Path:
+    """Return the interpreter of the cached venv ``benchmarks/.venvs/<name>``, building it first if needed.
+
+    The venv is built with ``<base_python> -m venv`` (default: the interpreter running this code; from inside
+    a venv, ``venv`` uses its base interpreter, so the new venv does not see our packages) and
+    ``pip install <requirements>`` from PyPI, whatever versions pip resolves. A marker file written *after* a
+    successful install records the requirements and ``pip freeze``; the venv is reused while the marker's
+    requirements equal ``requirements`` and rebuilt otherwise (or when ``rebuild``). A file lock serialises
+    concurrent builders; a half-built venv (no marker: an interrupted build) is deleted and rebuilt.
+
+    Args:
+        name: folder name under ``benchmarks/.venvs/`` (e.g. ``"peers"``).
+        requirements: pip requirement strings, e.g. ``["gymnax", "jaxued"]`` or ``["rejax==0.1.2"]``.
+        rebuild: delete and rebuild even when the cached venv matches.
+        base_python: interpreter used to create the venv.
+        timeout: seconds allowed for each of venv creation and ``pip install``.
+
+    Returns:
+        Path of the venv's ``python``.
+    """
+    if not requirements:
+        raise ValueError(f"ensure_venv({name!r}): requirements must not be empty")
+    venv = VENVS_DIR / name
+    marker = venv / ".bench_venv.json"
+    python = _venv_python(venv)
+    with _file_lock(VENVS_DIR / f"{name}.lock"):
+        if not rebuild and marker.exists():
+            try:
+                meta = json.loads(marker.read_text())
+            except (OSError, json.JSONDecodeError):
+                meta = {}
+            if meta.get("requirements") == list(requirements) and python.exists():
+                return python
+            log(f"[venv] {venv}: requirements changed ({meta.get('requirements')} -> {list(requirements)}); rebuilding")
+        if venv.exists():
+            shutil.rmtree(venv)
+        t0 = time.perf_counter()
+        _run_logged([base_python or sys.executable, "-m", "venv", venv], "create venv", timeout)
+        _run_logged([python, "-m", "pip", "install", "--disable-pip-version-check", "-q", *requirements],
+                    f"pip install into {name}", timeout)
+        freeze = _run_logged([python, "-m", "pip", "freeze", "--disable-pip-version-check"], "pip freeze", 120)
+        meta = {
+            "requirements": list(requirements),
+            "created": utc_now(),
+            "build_s": round(time.perf_counter() - t0, 1),
+            "freeze": freeze.split(),
+        }
+        marker.write_text(json.dumps(meta, indent=1))
+        log(f"[venv] built {venv} in {meta['build_s']} s")
+    return python
+
+
+def venv_metadata(python: Path | str) -> dict[str, Any]:
+    """The marker written by :func:`ensure_venv` for the venv of ``python`` (empty if none)."""
+    marker = Path(python).parent.parent / ".bench_venv.json"
+    try:
+        return json.loads(marker.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+# ============================================================================================ workers
+def run_worker(
+    python: Path | str,
+    script: Path | str,
+    args: Sequence[str] = (),
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float | None = None,
+) -> dict[str, Any]:
+    """Run ``python script *args`` and return the JSON object it printed with :func:`emit_result`.
+
+    The worker's stderr streams through to ours (progress); its stdout is captured and searched for the result
+    line. ``env`` replaces the environment (default: ours). Raises :class:`WorkerError` on a non-zero exit,
+    a timeout, or a missing result.
+    """
+    cmd = [str(python), str(script), *map(str, args)]
+    try:
+        out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None, text=True, env=env, timeout=timeout,
+                             cwd=REPO_ROOT)
+    except subprocess.TimeoutExpired as e:
+        raise WorkerError(f"worker timed out after {timeout} s: {' '.join(cmd)}") from e
+    if out.returncode != 0:
+        raise WorkerError(f"worker failed (exit {out.returncode}): {' '.join(cmd)}\n{out.stdout[-4000:]}")
+    for line in reversed(out.stdout.splitlines()):
+        if line.startswith(RESULT_MARKER):
+            return json.loads(line[len(RESULT_MARKER):])
+    raise WorkerError(f"worker printed no result line: {' '.join(cmd)}\nstdout tail:\n{out.stdout[-4000:]}")
+
+
+def emit_result(result: dict[str, Any]) -> None:
+    """Print a worker's result (JSON-serialisable) on stdout for :func:`run_worker`."""
+    sys.stdout.write(RESULT_MARKER + json.dumps(result) + "\n")
+    sys.stdout.flush()
+
+
+def package_versions(names: Sequence[str]) -> dict[str, str | None]:
+    """Installed distribution versions (``None`` when not installed)."""
+    out: dict[str, str | None] = {}
+    for n in names:
+        try:
+            out[n] = importlib.metadata.version(n)
+        except importlib.metadata.PackageNotFoundError:
+            out[n] = None
+    return out
+
+
+#: jax options that change what a program computes or costs; recorded by :func:`worker_info`.
+_JAX_CONFIG_KEYS = ("jax_enable_x64", "jax_default_prng_impl", "jax_threefry_partitionable",
+                    "jax_default_matmul_precision")
+
+
+def _jax_config(jax: Any, name: str) -> Any:
+    value = getattr(jax.config, name, None)  # jax.config.read() refuses options that have a context manager
+    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
+
+
+def worker_info(packages: Sequence[str] = ("jax", "jaxlib", "flax", "numpy")) -> dict[str, Any]:
+    """What a worker runs with: interpreter, package versions, XLA_FLAGS, backend and devices.
+
+    Call it after the worker has imported what it benchmarks (so that e.g. jaxrl_self's XLA guard has set its
+    flag) and before measuring.
+    """
+    import jax
+
+    return {
+        "python": platform.python_version(),
+        "executable": sys.executable,
+        "versions": package_versions(packages),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "jax_platforms": os.environ.get("JAX_PLATFORMS", ""),
+        "jax_config": {k: _jax_config(jax, k) for k in _JAX_CONFIG_KEYS},
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "compilation_cache_dir": os.environ.get("JAX_COMPILATION_CACHE_DIR") or None,
+    }
+
+
+# ============================================================================================ timing (worker side)
+def compile_timed(fn: Callable[..., Any], *args: Any) -> tuple[Callable[..., Any], float, float]:
+    """AOT-compile ``jax.jit(fn)`` for ``args``.
+
+    Returns ``(compiled, lower_s, compile_s)``: ``lower_s`` is tracing + lowering to StableHLO,
+    ``compile_s`` the XLA compilation. Nothing is executed.
+    """
+    import jax
+
+    t0 = time.perf_counter()
+    lowered = jax.jit(fn).lower(*args)
+    t1 = time.perf_counter()
+    compiled = lowered.compile()
+    t2 = time.perf_counter()
+    return compiled, t1 - t0, t2 - t1
+
+
+@dataclasses.dataclass(frozen=True)
+class TimedCalls:
+    """Timing of a repeated call.
+
+    Attributes:
+        seconds_per_call: one entry per repetition: wall seconds of the repetition / ``calls_per_rep``.
+        calls_per_rep: calls per repetition (chosen so that a repetition lasts at least ``min_rep_s``).
+        warmup_s: wall seconds of the first (warm-up) call, not part of the samples.
+    """
+
+    seconds_per_call: list[float]
+    calls_per_rep: int
+    warmup_s: float
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.seconds_per_call)
+
+
+def time_calls(call: Callable[[], Any], *, reps: int, min_rep_s: float, max_calls_per_rep: int = 100_000) -> TimedCalls:
+    """Time ``call()`` (which must return a JAX value; it is blocked on) ``reps`` times.
+
+    One warm-up call (timed: ``warmup_s``), then one more to calibrate its duration ``t``; each repetition then
+    makes ``k = ceil(min_rep_s / t)`` calls in a row, blocking on each result before dispatching the next (no
+    overlap of consecutive calls), so short programs are timed over at least ``min_rep_s`` seconds.
+    """
+    import jax
+
+    if reps < 1:
+        raise ValueError(f"time_calls: reps must be >= 1, got {reps}")
+    t0 = time.perf_counter()
+    jax.block_until_ready(call())
+    warmup = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    jax.block_until_ready(call())
+    once = max(time.perf_counter() - t0, 1e-7)
+    k = int(min(max_calls_per_rep, max(1, math.ceil(min_rep_s / once))))
+    samples = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        for _ in range(k):
+            out = jax.block_until_ready(call())
+        samples.append((time.perf_counter() - t0) / k)
+    del out
+    return TimedCalls(samples, k, warmup)
+
+
+# ============================================================================================ results
+def write_results(name: str, data: dict[str, Any], markdown: str) -> tuple[Path, Path]:
+    """Write ``benchmarks/results/<name>.json`` and ``<name>.md``; returns both paths."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    json_path = RESULTS_DIR / f"{name}.json"
+    md_path = RESULTS_DIR / f"{name}.md"
+    json_path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    md_path.write_text(markdown.rstrip() + "\n")
+    return json_path, md_path
+
+
+def fmt_rate(x: float | None) -> str:
+    """``12345678.9 -> '12.3 M'`` (steps per second, 3 significant digits)."""
+    if x is None or not math.isfinite(x):
+        return "-"
+    for scale, unit in ((1e9, " G"), (1e6, " M"), (1e3, " k")):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+def fmt_ratio(x: float | None) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{x:.2f}x"

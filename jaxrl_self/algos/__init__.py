@@ -1,0 +1,41 @@
+"""Algorithms by name, imported lazily (the CLI looks them up here).
+
+    from jaxrl_self import algos
+    ppo = algos.get("ppo")            # the module jaxrl_self.algos.ppo
+    ppo.make_train(ppo.Config(), env)
+
+Every algorithm module exposes ``NAME``, ``Config``, ``RunState``, ``Metrics``, ``make_train`` and
+``make_eval`` (see docs / notes on the algorithm interface).
+"""
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+__all__ = ["ALGORITHMS", "get", "names"]
+
+#: algorithm name -> module path
+ALGORITHMS: dict[str, str] = {
+    "ppo": "jaxrl_self.algos.ppo",
+    "grpo": "jaxrl_self.algos.grpo",
+    "token_ppo": "jaxrl_self.algos.token_ppo",
+    "tppo": "jaxrl_self.algos.tppo",
+}
+
+
+def names() -> list[str]:
+    return sorted(ALGORITHMS)
+
+
+def get(name: str) -> ModuleType:
+    """The module implementing algorithm ``name`` (case-insensitive)."""
+    key = name.strip().lower()
+    if key not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {name!r}; known algorithms: {', '.join(names())}")
+    return importlib.import_module(ALGORITHMS[key])
+
+
+def __getattr__(name: str) -> ModuleType:
+    if name in ALGORITHMS:
+        return get(name)
+    raise AttributeError(f"module 'jaxrl_self.algos' has no attribute {name!r}")

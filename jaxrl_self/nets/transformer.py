@@ -1,0 +1,314 @@
+"""A small causal decoder-only Transformer language model with an optional value head and a KV cache.
+
+Algorithms only ever see a parameter pytree and two pure functions::
+
+    params = init_params(key, config)
+    logits, values, cache = apply(params, tokens, positions, attn_mask, cache=None, config=config)
+
+Architecture (GPT-style, pre-norm):
+
+* token embedding (+ learned absolute position embedding when ``positional="learned"``);
+* ``num_layers`` blocks of ``x = x + Attn(RMSNorm(x))`` then ``x = x + MLP(RMSNorm(x))`` with a GELU MLP of
+  width ``d_ff``; multi-head attention with rotary position embeddings (``positional="rope"``, applied to
+  queries and keys, rotate-half convention, base ``rope_base``) or none (learned positions are added at the
+  input). No biases, no dropout;
+* a final RMSNorm, then the LM head. With ``tie_embeddings=True`` (default) the head is the transposed token
+  embedding (``logits = h @ E.T``); otherwise an untied ``d_model x vocab`` matrix;
+* with ``value_head=True``, a scalar value per position from a linear layer on the same final hidden state
+  (shared trunk, as in token-level PPO). ``values[b, t]`` is computed from tokens ``0..t`` only.
+
+Weights are initialised N(0, 0.02); the two residual output projections of every block use
+N(0, 0.02 / sqrt(2 * num_layers)); the value head starts at zero output (zero kernel). No orthogonal
+initialiser is used, so vmapping ``init_params`` over seeds is cheap and avoids the XLA:CPU QR trap.
+
+Precision: parameters are float32; activations are computed in ``config.dtype`` (float32 or bfloat16);
+attention softmax, logits and values are always float32.
+
+Masks: ``attn_mask[b, q, k]`` is True where query ``q`` may attend to key ``k``; it is the *only* source of
+causality (build it with :func:`causal_mask`). A masked score is replaced by the most negative float32 before
+the softmax, so a masked key has exactly zero weight and its content can never leak into the output.
+
+KV cache: :class:`KVCache` holds keys and values ``[num_layers, batch, cache_len, num_heads, head_dim]``
+indexed by *position*: the key/value of the token at position ``p`` of row ``b`` lives at ``[:, b, p]``.
+When ``cache`` is given, ``apply`` first writes the keys/values of ``tokens`` at their positions (which
+must be consecutive within a row: ``positions[b] = start[b] + arange(T)``), then attends over the whole cache
+with ``attn_mask`` of shape ``[B, T, cache_len]``. Without a cache the tokens attend among themselves
+(``attn_mask`` is ``[B, T, T]``). Per-slot bookkeeping (how many entries of a row are valid) lives with the
+caller: see :mod:`jaxrl_self.lm.generate`.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Literal, NamedTuple, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from jaxrl_self.core.errors import ConfigError
+from jaxrl_self.core.sequence import VOCAB
+
+__all__ = [
+    "TransformerConfig",
+    "KVCache",
+    "ModelOutput",
+    "Transformer",
+    "init_params",
+    "apply",
+    "causal_mask",
+    "num_params",
+]
+
+Params = Any
+_POSITIONAL = ("rope", "learned")
+_DTYPES = ("float32", "bfloat16", "float16")
+_NEG = float(jnp.finfo(jnp.float32).min)
+
+
+def _static(default: Any) -> Any:
+    return struct.field(pytree_node=False, default=default)
+
+
+@struct.dataclass
+class TransformerConfig:
+    """Architecture of the LM. Every field is static (shape-determining); the config is hashable.
+
+    Attributes:
+        vocab_size: number of token ids (default: the shared task vocabulary, 64).
+        num_layers: Transformer blocks.
+        d_model: residual width.
+        num_heads: attention heads; ``d_model`` must be divisible by it (``head_dim = d_model // num_heads``).
+        d_ff: hidden width of the MLP.
+        max_len: the longest sequence (prompt + response) the model handles: size of the learned position table
+            and the upper bound on a KV cache's length.
+        positional: ``"rope"`` (rotary embeddings on queries/keys) or ``"learned"`` (absolute, added to the input).
+        value_head: add a scalar value head (one value per position).
+        tie_embeddings: LM head is the transposed token embedding (True) or its own matrix (False).
+        dtype: activation dtype name, ``"float32"`` or ``"bfloat16"`` (parameters stay float32).
+        rope_base: rotary frequency base.
+    """
+
+    vocab_size: int = _static(VOCAB.size)
+    num_layers: int = _static(2)
+    d_model: int = _static(64)
+    num_heads: int = _static(4)
+    d_ff: int = _static(256)
+    max_len: int = _static(128)
+    positional: Literal["rope", "learned"] = _static("rope")
+    value_head: bool = _static(False)
+    tie_embeddings: bool = _static(True)
+    dtype: str = _static("float32")
+    rope_base: float = _static(10000.0)
+
+    def __post_init__(self):
+        owner = "TransformerConfig"
+        for name in ("vocab_size", "num_layers", "d_model", "num_heads", "d_ff", "max_len"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(name, value, "a positive int", owner)
+        if self.d_model % self.num_heads:
+            raise ConfigError("num_heads", self.num_heads, f"a divisor of d_model={self.d_model}", owner)
+        if self.positional not in _POSITIONAL:
+            raise ConfigError("positional", self.positional, f"one of {_POSITIONAL}", owner)
+        if self.positional == "rope" and self.head_dim % 2:
+            raise ConfigError("num_heads", self.num_heads,
+                              f"a value giving an even head_dim for rope (d_model={self.d_model})", owner)
+        if str(self.dtype) not in _DTYPES:
+            raise ConfigError("dtype", self.dtype, f"one of {_DTYPES}", owner)
+        if not isinstance(self.value_head, bool):
+            raise ConfigError("value_head", self.value_head, "True or False", owner)
+        if not isinstance(self.tie_embeddings, bool):
+            raise ConfigError("tie_embeddings", self.tie_embeddings, "True or False", owner)
+        if not self.rope_base > 0:
+            raise ConfigError("rope_base", self.rope_base, "a positive float", owner)
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.num_heads
+
+    @property
+    def jnp_dtype(self) -> jnp.dtype:
+        return jnp.dtype(self.dtype)
+
+
+@struct.dataclass
+class KVCache:
+    """Per-layer attention keys and values, indexed by position.
+
+    Attributes:
+        keys: ``[num_layers, batch, cache_len, num_heads, head_dim]`` in ``config.dtype``.
+        values: same shape and dtype. Rotary embeddings are already applied to the stored keys.
+    """
+
+    keys: jax.Array
+    values: jax.Array
+
+    @classmethod
+    def zeros(cls, config: TransformerConfig, batch_size: int, cache_len: Optional[int] = None) -> "KVCache":
+        """An all-zero cache for ``batch_size`` rows of ``cache_len`` (default ``config.max_len``) positions."""
+        cache_len = config.max_len if cache_len is None else int(cache_len)
+        if not 1 <= cache_len <= config.max_len:
+            raise ConfigError("cache_len", cache_len, f"an int in [1, max_len={config.max_len}]", "KVCache")
+        shape = (config.num_layers, batch_size, cache_len, config.num_heads, config.head_dim)
+        z = jnp.zeros(shape, config.jnp_dtype)
+        return cls(keys=z, values=z)
+
+    @property
+    def cache_len(self) -> int:
+        return self.keys.shape[2]
+
+
+class ModelOutput(NamedTuple):
+    """``apply``'s result: ``logits [B, T, V]`` float32, ``values [B, T]`` float32 or None, ``cache`` or None."""
+
+    logits: jax.Array
+    values: Optional[jax.Array]
+    cache: Optional[KVCache]
+
+
+# ---------------------------------------------------------------------------------------------------- modules
+def _rope(x: jax.Array, positions: jax.Array, base: float) -> jax.Array:
+    """Rotary embedding, rotate-half convention. ``x [B, T, H, D]``, ``positions [B, T]`` int."""
+    half = x.shape[-1] // 2
+    freqs = base ** (-jnp.arange(half, dtype=jnp.float32) / half)  # [D/2]
+    angles = positions.astype(jnp.float32)[..., None] * freqs  # [B, T, D/2]
+    cos = jnp.cos(angles)[:, :, None, :]
+    sin = jnp.sin(angles)[:, :, None, :]
+    x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
+    out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+    return out.astype(x.dtype)
+
+
+def _write(cache: jax.Array, new: jax.Array, start: jax.Array) -> jax.Array:
+    """Write ``new [B, T, H, D]`` into ``cache [B, S, H, D]`` at rows ``start [B] .. start + T``."""
+    return jax.vmap(lambda c, u, s: jax.lax.dynamic_update_slice(c, u.astype(c.dtype), (s, 0, 0)))(cache, new, start)
+
+
+class _Attention(nn.Module):
+    config: TransformerConfig
+
+    @nn.compact
+    def __call__(self, x, positions, attn_mask, kv):
+        cfg = self.config
+        dtype, h, d = cfg.jnp_dtype, cfg.num_heads, cfg.head_dim
+        init = nn.initializers.normal(0.02)
+        out_init = nn.initializers.normal(0.02 / math.sqrt(2 * cfg.num_layers))
+        qkv = nn.DenseGeneral((3, h, d), use_bias=False, dtype=dtype, kernel_init=init, name="qkv")(x)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [B, T, H, D]
+        if cfg.positional == "rope":
+            q = _rope(q, positions, cfg.rope_base)
+            k = _rope(k, positions, cfg.rope_base)
+        if kv is not None:
+            cache_k, cache_v = kv
+            start = positions[:, 0]
+            cache_k, cache_v = _write(cache_k, k, start), _write(cache_v, v, start)
+            k, v, new_kv = cache_k, cache_v, (cache_k, cache_v)
+        else:
+            new_kv = None
+        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) / math.sqrt(d)
+        scores = jnp.where(attn_mask[:, None, :, :], scores, _NEG)
+        probs = jax.nn.softmax(scores, axis=-1).astype(dtype)
+        out = jnp.einsum("bhqk,bkhd->bqhd", probs, v.astype(dtype))
+        out = nn.DenseGeneral(cfg.d_model, axis=(-2, -1), use_bias=False, dtype=dtype, kernel_init=out_init,
+                              name="out")(out)
+        return out, new_kv
+
+
+class _Block(nn.Module):
+    config: TransformerConfig
+
+    @nn.compact
+    def __call__(self, x, positions, attn_mask, kv):
+        cfg = self.config
+        dtype = cfg.jnp_dtype
+        init = nn.initializers.normal(0.02)
+        out_init = nn.initializers.normal(0.02 / math.sqrt(2 * cfg.num_layers))
+        a, new_kv = _Attention(cfg, name="attn")(nn.RMSNorm(dtype=dtype, name="norm_attn")(x), positions,
+                                                 attn_mask, kv)
+        x = x + a
+        y = nn.RMSNorm(dtype=dtype, name="norm_mlp")(x)
+        y = nn.Dense(cfg.d_ff, use_bias=False, dtype=dtype, kernel_init=init, name="mlp_in")(y)
+        y = nn.Dense(cfg.d_model, use_bias=False, dtype=dtype, kernel_init=out_init, name="mlp_out")(nn.gelu(y))
+        return x + y, new_kv
+
+
+class Transformer(nn.Module):
+    """The Linen module behind :func:`init_params` / :func:`apply` (use those; see the module docstring)."""
+
+    config: TransformerConfig
+
+    @nn.compact
+    def __call__(self, tokens, positions, attn_mask, cache: Optional[KVCache] = None) -> ModelOutput:
+        cfg = self.config
+        dtype = cfg.jnp_dtype
+        embed = nn.Embed(cfg.vocab_size, cfg.d_model, embedding_init=nn.initializers.normal(0.02), dtype=dtype,
+                         name="embed")
+        x = embed(tokens)
+        if cfg.positional == "learned":
+            pos_embed = nn.Embed(cfg.max_len, cfg.d_model, embedding_init=nn.initializers.normal(0.02),
+                                 dtype=dtype, name="pos_embed")
+            x = x + pos_embed(positions)
+        new_k, new_v = [], []
+        for i in range(cfg.num_layers):
+            kv = None if cache is None else (cache.keys[i], cache.values[i])
+            x, kv = _Block(cfg, name=f"block_{i}")(x, positions, attn_mask, kv)
+            if kv is not None:
+                new_k.append(kv[0])
+                new_v.append(kv[1])
+        h = nn.RMSNorm(dtype=dtype, name="norm_out")(x)
+        if cfg.tie_embeddings:
+            logits = embed.attend(h)
+        else:
+            logits = nn.Dense(cfg.vocab_size, use_bias=False, dtype=dtype,
+                              kernel_init=nn.initializers.normal(0.02), name="lm_head")(h)
+        values = None
+        if cfg.value_head:
+            values = nn.Dense(1, dtype=jnp.float32, kernel_init=nn.initializers.zeros, name="value_head")(
+                h.astype(jnp.float32))[..., 0]
+        new_cache = None if cache is None else KVCache(keys=jnp.stack(new_k), values=jnp.stack(new_v))
+        return ModelOutput(logits.astype(jnp.float32), values, new_cache)
+
+
+# ---------------------------------------------------------------------------------------------------- pure API
+def causal_mask(num_queries: int, num_keys: Optional[int] = None, valid: Optional[jax.Array] = None) -> jax.Array:
+    """``[1, Q, K]`` (or ``[B, Q, K]`` with ``valid``) bool mask: query ``q`` sees keys ``k <= q``.
+
+    ``valid [B, K]`` (optional) additionally masks out keys that are padding.
+    """
+    num_keys = num_queries if num_keys is None else num_keys
+    mask = jnp.arange(num_keys)[None, :] <= jnp.arange(num_queries)[:, None]
+    mask = mask[None]
+    if valid is not None:
+        mask = mask & valid[:, None, :]
+    return mask
+
+
+def init_params(key: jax.Array, config: TransformerConfig) -> Params:
+    """Fresh parameters (a pytree of float32 arrays) for ``config``."""
+    tokens = jnp.zeros((1, 1), jnp.int32)
+    return Transformer(config).init(key, tokens, tokens, causal_mask(1))["params"]
+
+
+def apply(params: Params, tokens: jax.Array, positions: jax.Array, attn_mask: jax.Array,
+          cache: Optional[KVCache] = None, *, config: TransformerConfig) -> ModelOutput:
+    """Run the model on a block of tokens.
+
+    Args:
+        params: from :func:`init_params`.
+        tokens: ``[B, T]`` int token ids.
+        positions: ``[B, T]`` int positions (rotary angle / learned position index, and the cache index the
+            keys/values are written to). With a cache they must be consecutive within each row.
+        attn_mask: ``[B or 1, T, T]`` bool without a cache, ``[B or 1, T, cache_len]`` with one; True = may attend.
+        cache: optional :class:`KVCache` (``batch == B``) to write into and attend over.
+        config: the model's :class:`TransformerConfig` (static).
+
+    Returns:
+        :class:`ModelOutput` ``(logits [B, T, V] f32, values [B, T] f32 | None, new cache | None)``.
+    """
+    return Transformer(config).apply({"params": params}, tokens, positions, attn_mask, cache)
+
+
+def num_params(params: Params) -> int:
+    """Total number of scalars in a parameter pytree."""
+    return sum(int(x.size) for x in jax.tree.leaves(params))

@@ -1,0 +1,48 @@
+"""RL building blocks shared by every algorithm: rollouts, advantages, losses, minibatching, normalisation.
+
+Each is a small pure function over time-major arrays, unit-tested against plain-numpy references
+(``tests/test_rl_math.py``).
+"""
+from jaxrl_self.rl import advantages, losses, minibatch, normalize, rollout
+from jaxrl_self.rl.advantages import bootstrap_next_values, discounted_returns, gae, td_errors
+from jaxrl_self.rl.losses import (
+    PolicyLossStats,
+    approx_kl,
+    clip_fraction,
+    entropy_bonus,
+    kl_k3,
+    masked_mean,
+    normalize_advantages,
+    ppo_policy_loss,
+    value_loss,
+)
+from jaxrl_self.rl.minibatch import flatten_time, shuffle_split, split
+from jaxrl_self.rl.normalize import RunningMeanStd
+from jaxrl_self.rl.rollout import RolloutState, Trajectory
+
+__all__ = [
+    "advantages",
+    "losses",
+    "minibatch",
+    "normalize",
+    "rollout",
+    "gae",
+    "td_errors",
+    "bootstrap_next_values",
+    "discounted_returns",
+    "PolicyLossStats",
+    "approx_kl",
+    "clip_fraction",
+    "entropy_bonus",
+    "kl_k3",
+    "masked_mean",
+    "normalize_advantages",
+    "ppo_policy_loss",
+    "value_loss",
+    "flatten_time",
+    "shuffle_split",
+    "split",
+    "RunningMeanStd",
+    "RolloutState",
+    "Trajectory",
+]

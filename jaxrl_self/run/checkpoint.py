@@ -1,0 +1,274 @@
+"""Checkpoints of a whole run: a thin wrapper over orbax's ``CheckpointManager``.
+
+Each checkpoint is one orbax step directory ``<dir>/<step>/`` (``step`` = number of updates done) holding two
+items::
+
+    state   the whole batched RunState (params, optimiser state, RNG keys, env state, counters...),
+            saved with ``ocp.args.StandardSave`` and restored into the abstract structure of ``train.init``;
+    config  a JSON description of the run (algorithm, environment, seeds, every config field), saved with
+            ``ocp.args.JsonSave``.
+
+Never losing a run:
+
+* orbax writes a step into ``<step>.orbax-checkpoint-tmp-*`` and renames it when complete, so a crash
+  mid-save leaves at most a temporary directory, which is ignored (and cleaned up by the next manager);
+* saves are synchronous (:meth:`Checkpointer.save` returns once the step is on disk), and old steps are only
+  deleted *after* the new one is confirmed finalised; with ``keep >= 1`` the newest good checkpoint always
+  survives a failed save. (orbax's own ``max_to_keep`` is not used: it schedules deletions when a save
+  starts, so a failed save could remove the previous step.)
+* :meth:`Checkpointer.restore` falls back to the next older step (with a warning) if the newest one cannot be
+  read.
+
+Config checks: :func:`config_to_dict` turns a (nested) config dataclass into JSON; :func:`diff_configs`
+compares two such dicts field by field; :meth:`Checkpointer.check_compatible` raises
+:class:`~jaxrl_self.core.CheckpointMismatchError` naming each differing field.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import os
+import typing
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from jaxrl_self.core.errors import CheckpointMismatchError
+
+__all__ = [
+    "Checkpointer",
+    "CheckpointSaveError",
+    "config_to_dict",
+    "config_from_dict",
+    "diff_configs",
+    "COMPARED_KEYS_IGNORED",
+]
+
+#: Top-level keys of the run description that may differ between a checkpoint and the run resuming it.
+COMPARED_KEYS_IGNORED = ("runner", "version", "created")
+
+_MISSING = "<missing>"
+
+
+class CheckpointSaveError(OSError):
+    """A checkpoint could not be written; earlier checkpoints are untouched."""
+
+
+# ---------------------------------------------------------------------------------------- configs <-> JSON
+def _json_value(x: Any) -> Any:
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return config_to_dict(x)
+    if isinstance(x, enum.Enum):
+        return _json_value(x.value)
+    if isinstance(x, Mapping):
+        return {str(k): _json_value(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_value(v) for v in x]
+    if hasattr(x, "shape") and hasattr(x, "dtype"):  # numpy / jax arrays and scalars
+        a = np.asarray(x)
+        return _json_value(a.item() if a.ndim == 0 else a.tolist())
+    if isinstance(x, float) and not math.isfinite(x):
+        return repr(x)
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return x
+    return repr(x)
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A config dataclass (possibly nested, possibly a ``flax.struct`` dataclass) as a JSON-able dict."""
+    if not dataclasses.is_dataclass(config):
+        raise TypeError(f"expected a config dataclass, got {type(config).__name__}")
+    return {f.name: _json_value(getattr(config, f.name)) for f in dataclasses.fields(config)}
+
+
+def config_from_dict(cls: type, data: Mapping[str, Any]) -> Any:
+    """Rebuild a config of class ``cls`` from :func:`config_to_dict` output (unknown keys are an error)."""
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no field(s) {unknown}; fields: {sorted(names)}")
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # pragma: no cover - unresolvable annotations
+        hints = {}
+    kwargs = {}
+    for name, value in data.items():
+        f = names[name]
+        sub = _dataclass_type(hints.get(name), f)
+        if sub is not None and isinstance(value, Mapping):
+            value = config_from_dict(sub, value)
+        elif isinstance(value, list):
+            value = _tuplify(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _tuplify(v: Any) -> Any:
+    return tuple(_tuplify(x) for x in v) if isinstance(v, list) else v
+
+
+def _dataclass_type(hint: Any, field: dataclasses.Field) -> type | None:
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return hint
+    for arg in typing.get_args(hint) or ():
+        if isinstance(arg, type) and dataclasses.is_dataclass(arg):
+            return arg
+    default = field.default
+    if default is dataclasses.MISSING and field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        default = field.default_factory()  # type: ignore[misc]
+    if dataclasses.is_dataclass(default) and not isinstance(default, type):
+        return type(default)
+    return None
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def diff_configs(saved: Mapping[str, Any], current: Mapping[str, Any],
+                 ignore: tuple[str, ...] = COMPARED_KEYS_IGNORED) -> dict[str, tuple[Any, Any]]:
+    """Field-by-field differences ``{dotted.field: (saved, current)}`` between two run descriptions."""
+    a = _flatten({k: v for k, v in saved.items() if k not in ignore})
+    b = _flatten({k: v for k, v in current.items() if k not in ignore})
+    diffs = {}
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key, _MISSING), b.get(key, _MISSING)
+        if _normalise(va) != _normalise(vb):
+            diffs[key] = (va, vb)
+    return diffs
+
+
+def _normalise(v: Any) -> Any:
+    if isinstance(v, (list, tuple)):
+        return tuple(_normalise(x) for x in v)
+    if isinstance(v, bool) or v is None or isinstance(v, str):
+        return v
+    if isinstance(v, (int, float)):
+        return float(v)
+    return v
+
+
+# ---------------------------------------------------------------------------------------- the manager
+class Checkpointer:
+    """Save / restore a batched ``RunState`` plus its run description under ``directory``.
+
+    Args:
+        directory: where step directories live (created on the first save).
+        keep: how many of the newest checkpoints to keep (>= 1).
+    """
+
+    def __init__(self, directory: str | os.PathLike, keep: int = 3):
+        import orbax.checkpoint as ocp
+
+        if keep < 1:
+            raise ValueError(f"keep={keep} must be >= 1")
+        self._ocp = ocp
+        self.directory = Path(directory).absolute()
+        self.keep = int(keep)
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=None,  # we prune ourselves, after a save is confirmed (see module docstring)
+            create=True,
+            enable_async_checkpointing=False,
+            cleanup_tmp_directories=True,
+        )
+        self._mgr = ocp.CheckpointManager(self.directory, options=options)
+
+    # ------------------------------------------------------------------ queries
+    def all_steps(self) -> list[int]:
+        self._mgr.reload()
+        return sorted(int(s) for s in self._mgr.all_steps())
+
+    def latest_step(self) -> int | None:
+        steps = self.all_steps()
+        return steps[-1] if steps else None
+
+    def read_config(self, step: int | None = None) -> dict[str, Any]:
+        """The run description stored with ``step`` (default: the newest)."""
+        step = self._resolve(step)
+        out = self._mgr.restore(step, args=self._ocp.args.Composite(config=self._ocp.args.JsonRestore()))
+        return dict(out.config)
+
+    def check_compatible(self, current: Mapping[str, Any], step: int | None = None) -> None:
+        """Raise :class:`CheckpointMismatchError` if the checkpoint was made with another run description."""
+        step = self._resolve(step)
+        diffs = diff_configs(self.read_config(step), current)
+        if diffs:
+            raise CheckpointMismatchError(str(self.directory / str(step)), diffs)
+
+    # ------------------------------------------------------------------ save / restore
+    def save(self, step: int, state: Any, config: Mapping[str, Any]) -> None:
+        """Write ``state`` and ``config`` as step ``step``, wait until it is on disk, then prune old steps.
+
+        Raises :class:`CheckpointSaveError` when the step is not finalised; older steps are kept then.
+        """
+        args = self._ocp.args.Composite(
+            state=self._ocp.args.StandardSave(state),
+            config=self._ocp.args.JsonSave(dict(config)),
+        )
+        try:
+            self._mgr.save(int(step), args=args, force=True)
+            self._mgr.wait_until_finished()
+        except Exception as e:
+            raise CheckpointSaveError(f"saving checkpoint step {step} in {self.directory} failed: {e!r}; "
+                                      f"earlier checkpoints are kept") from e
+        steps = self.all_steps()
+        if int(step) not in steps:
+            raise CheckpointSaveError(f"checkpoint step {step} in {self.directory} was not finalised; "
+                                      f"earlier checkpoints are kept")
+        for old in steps[: -self.keep]:
+            self._mgr.delete(old)
+
+    def restore(self, abstract_state: Any, step: int | None = None) -> tuple[int, Any, dict[str, Any]]:
+        """Restore ``(step, state, config)``.
+
+        ``abstract_state`` is the structure to restore into, e.g. ``jax.eval_shape(jax.vmap(train.init), keys)``
+        (shapes, dtypes, typed PRNG keys). Without ``step``, tries the newest step first and falls back to
+        older ones if it cannot be read.
+        """
+        candidates = [self._resolve(step)] if step is not None else list(reversed(self.all_steps()))
+        if not candidates:
+            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        errors = []
+        for s in candidates:
+            try:
+                out = self._mgr.restore(s, args=self._ocp.args.Composite(
+                    state=self._ocp.args.StandardRestore(abstract_state),
+                    config=self._ocp.args.JsonRestore(),
+                ))
+            except Exception as e:  # a damaged step: try the previous one
+                if step is not None:
+                    raise
+                errors.append(f"step {s}: {e!r}")
+                warnings.warn(f"could not restore checkpoint step {s} in {self.directory} ({e!r}); "
+                              "trying an older one", RuntimeWarning, stacklevel=2)
+                continue
+            return s, out.state, dict(out.config)
+        raise FileNotFoundError(f"no readable checkpoint in {self.directory}: " + "; ".join(errors))
+
+    def close(self) -> None:
+        self._mgr.close()
+
+    def __enter__(self) -> "Checkpointer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _resolve(self, step: int | None) -> int:
+        if step is None:
+            step = self.latest_step()
+            if step is None:
+                raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        elif int(step) not in self.all_steps():
+            raise FileNotFoundError(f"no checkpoint step {step} in {self.directory}; steps: {self.all_steps()}")
+        return int(step)

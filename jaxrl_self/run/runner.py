@@ -1,0 +1,619 @@
+"""Run a training over seeds in chunks of one compiled program, with checkpoints, metrics and progress.
+
+The pieces (all usable on their own)::
+
+    keys   = seed_keys(seed=0, num_seeds=4)                     # key(seed + i) for seed index i
+    chunk  = make_chunk_fn(train, chunk_updates=50)             # (states, num_active) -> (states, metrics)
+    states = jax.jit(jax.vmap(train.init))(keys)
+    states, metrics = jax.jit(chunk)(states, 50)                # metrics leaves: (50, num_seeds, ...)
+
+and :class:`Runner` / :func:`run_training`, which put them together with a run folder.
+
+**The chunk program.** ``chunk(states, num_active)`` is a ``lax.scan`` over ``chunk_updates`` steps of
+``jax.vmap(train.update)`` over the seed axis. It is lowered and compiled once (``.lower(...).compile()``,
+timed apart from running) and the compiled executable is called for every chunk, so there is no
+recompilation between chunks; a resumed run compiles the same program again (or loads it from JAX's
+persistent compilation cache).
+
+**Chunk sizes.** A run of ``N`` updates cut into ``K`` chunks uses ``c = ceil(N / K)`` updates per chunk
+(or ``c = checkpoint_every``). When ``c`` does not divide ``N`` the last chunk is *partial*: it runs the same
+compiled program with ``num_active = N mod c``, and a ``lax.cond`` on the (scalar, seed-independent) update
+index turns the trailing updates into no-ops that are neither computed nor recorded. No second compile. When
+``c`` divides ``N`` the cond is left out of the program.
+
+**Progress.** With ``progress=True`` the scan body calls ``jax.experimental.io_callback`` (ordered, outside
+the seed vmap) once per update with that update's ``env_steps`` / ``episode_return`` per seed; the host side
+moves a tqdm bar showing env steps/s and the latest mean return. Never per environment step.
+
+**Non-finite losses.** Algorithms record in ``RunState.nonfinite_update`` (per seed) the first update whose
+loss was NaN/inf, and skip it and every later update. After each chunk the runner checks it; if any seed
+reports one, the chunk's checkpoint is *not* written, the metrics before the bad update are kept,
+``nonfinite.json`` is written to the run folder, and :class:`~jaxrl_self.core.NonFiniteLossError` is raised
+with the update index and seed index. The previous checkpoint stays the newest.
+
+**Run folder** (``runs/<algo>-<env>-<YYYYmmdd-HHMMSS>/``)::
+
+    config.json          algorithm, environment, seeds, every config field (also stored in each checkpoint)
+    metrics.jsonl        one row per update per seed + one mean-over-seeds row (see jaxrl_self.run.metrics)
+    metrics.csv          the same rows, scalar metrics only
+    summary.json         compile / run times, env steps/s, final return mean and 95% CI over seeds, status
+    checkpoints/<step>/  orbax checkpoints (step = updates done), the newest ``keep_checkpoints`` kept
+    learning_curve.png   episode return vs env steps, mean ± 95% CI over seeds
+    nonfinite.json       only when a loss became NaN/inf
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import functools
+import importlib
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import io_callback
+
+from jaxrl_self.core.algorithm import Train
+from jaxrl_self.core.errors import ConfigError, NonFiniteLossError
+from jaxrl_self.run.checkpoint import Checkpointer, config_to_dict
+from jaxrl_self.run.metrics import MetricsWriter, flatten_metrics, flatten_tree, write_json
+from jaxrl_self.run.stats import final_value, mean_ci
+
+__all__ = [
+    "RunOptions",
+    "RunResult",
+    "Runner",
+    "run_training",
+    "make_chunk_fn",
+    "plan_chunks",
+    "seed_keys",
+    "load_algorithm",
+    "UnknownAlgorithmError",
+    "run_description",
+    "algorithm_registry",
+]
+
+PROGRESS_FIELDS = ("env_steps", "episode_return", "episode_return_valid")
+
+
+# ---------------------------------------------------------------------------------------------- options
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How to run a training: seeds, chunks and checkpoints, run folder, progress and metric sinks."""
+
+    seeds: int = 1
+    """Number of seeds, run side by side (vmapped) in one program."""
+    seed: int = 0
+    """Base seed: seed index i uses jax.random.key(seed + i)."""
+    chunks: int = 10
+    """Cut the run into this many chunks of one compiled program; a checkpoint is saved after each (1 = one program)."""
+    checkpoint_every: int | None = None
+    """Updates per chunk (overrides --chunks)."""
+    keep_checkpoints: int = 3
+    """Keep the newest N checkpoints (0 = do not write checkpoints)."""
+    run_dir: str | None = None
+    """Run folder (default: RUNS_ROOT/<algo>-<env>-<timestamp>)."""
+    runs_root: str = "runs"
+    """Parent folder of new run folders."""
+    resume: bool = False
+    """Continue the run in --run-dir from its newest checkpoint (the config must match)."""
+    progress: bool = True
+    """Show a progress bar (env steps/s, latest mean return), fed once per update."""
+    tensorboard: bool = False
+    """Also write TensorBoard events to RUN_DIR/tb (needs the 'tensorboard' extra)."""
+    wandb: bool = False
+    """Also log to Weights & Biases (needs the 'wandb' extra)."""
+    wandb_project: str = "jaxrl-self"
+    """W&B project name."""
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for impossible values (before anything is compiled)."""
+        checks = [
+            ("seeds", self.seeds, self.seeds >= 1, "an integer >= 1"),
+            ("chunks", self.chunks, self.chunks >= 1, "an integer >= 1"),
+            ("checkpoint_every", self.checkpoint_every,
+             self.checkpoint_every is None or self.checkpoint_every >= 1, "None or an integer >= 1"),
+            ("keep_checkpoints", self.keep_checkpoints, self.keep_checkpoints >= 0, "an integer >= 0"),
+        ]
+        for field, value, ok, allowed in checks:
+            if not ok:
+                raise ConfigError(field, value, allowed, owner="RunOptions")
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What :meth:`Runner.run` returns.
+
+    ``metrics`` maps metric names to arrays of shape ``(updates_run_now, num_seeds, ...)`` (only the updates
+    run by this process: a resumed run's earlier rows are in ``run_dir/metrics.jsonl``).
+    """
+
+    states: Any
+    metrics: dict[str, np.ndarray]
+    summary: dict[str, Any]
+    run_dir: Path | None
+
+
+# ---------------------------------------------------------------------------------------------- algorithms
+class UnknownAlgorithmError(ValueError):
+    """An algorithm name that is neither registered nor an importable module."""
+
+
+def load_algorithm(name_or_module: str | ModuleType) -> ModuleType:
+    """An algorithm module from a registered name (``"ppo"``) or a dotted module path (``"my_pkg.my_algo"``).
+
+    The module must expose ``Config``, ``make_train`` (and ``make_eval`` for ``jaxrl-self eval``).
+    """
+    if isinstance(name_or_module, ModuleType):
+        return name_or_module
+    name = str(name_or_module)
+    registry: Mapping[str, str] = {}
+    try:
+        algos = importlib.import_module("jaxrl_self.algos")
+        registry = algorithm_registry(algos)
+    except ImportError:  # pragma: no cover - algos package missing
+        algos = None
+    key = name.strip().lower()
+    if algos is not None and key in registry:
+        target = registry[key]
+        module = importlib.import_module(target) if isinstance(target, str) else target
+    else:
+        module = None
+        if all(part.isidentifier() for part in name.split(".")):
+            try:
+                module = importlib.import_module(name)
+            except ModuleNotFoundError as e:
+                if e.name is None or not name.startswith(e.name):  # the module exists but an import inside failed
+                    raise
+        if module is None:
+            import difflib
+
+            known = sorted(registry)
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise UnknownAlgorithmError(
+                f"unknown algorithm {name!r}.{hint} Known names: {', '.join(known) or '(none)'}"
+                " (or pass the dotted path of a module with Config and make_train, e.g. my_package.my_algo)")
+    missing = [a for a in ("Config", "make_train") if not hasattr(module, a)]
+    if missing:
+        raise UnknownAlgorithmError(f"module {module.__name__!r} is not an algorithm: it lacks {missing}")
+    return module
+
+
+def algorithm_registry(algos: ModuleType) -> Mapping[str, Any]:
+    """Name -> module path (or module) from ``jaxrl_self.algos``, whatever its exact spelling."""
+    for attr in ("REGISTRY", "ALGORITHMS", "_REGISTRY", "_ALGOS"):
+        reg = getattr(algos, attr, None)
+        if isinstance(reg, Mapping):
+            return {str(k).lower(): v for k, v in reg.items()}
+    names = getattr(algos, "registered_names", None) or getattr(algos, "names", None)
+    if callable(names):
+        return {n.lower(): f"jaxrl_self.algos.{n}" for n in names()}
+    return {}
+
+
+def algorithm_name(module: ModuleType) -> str:
+    return str(getattr(module, "NAME", module.__name__.rsplit(".", 1)[-1]))
+
+
+def run_description(*, algo: str, env: str, config: Any, seed: int, num_seeds: int,
+                    num_updates: int, env_kwargs: Mapping[str, Any] | None = None,
+                    algo_module: str | None = None, runner: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON description of a run stored as ``config.json`` and in every checkpoint.
+
+    All keys except ``runner``, ``version`` and ``created`` must match for a checkpoint to be resumed.
+    """
+    from jaxrl_self import __version__
+
+    return {
+        "algo": algo,
+        "algo_module": algo_module,
+        "env": env,
+        "env_kwargs": dict(env_kwargs or {}),
+        "seed": int(seed),
+        "num_seeds": int(num_seeds),
+        "num_updates": int(num_updates),
+        "config": config_to_dict(config),
+        "runner": dict(runner or {}),
+        "version": __version__,
+    }
+
+
+# ---------------------------------------------------------------------------------------------- pieces
+def seed_keys(seed: int, num_seeds: int) -> jax.Array:
+    """Typed keys ``[key(seed), key(seed + 1), ...]``: seed index ``i`` is the same run whatever ``num_seeds``."""
+    return jax.vmap(jax.random.key)(jnp.arange(num_seeds, dtype=jnp.uint32) + jnp.uint32(seed))
+
+
+def plan_chunks(num_updates: int, chunks: int = 1, chunk_updates: int | None = None) -> tuple[int, int]:
+    """``(updates_per_chunk, number_of_chunks)`` for a run of ``num_updates`` (see the module docstring)."""
+    if num_updates < 1:
+        raise ConfigError("num_updates", num_updates, "the configured run must have at least one update")
+    if chunk_updates is None:
+        chunk_updates = math.ceil(num_updates / max(1, min(int(chunks), num_updates)))
+    chunk_updates = max(1, min(int(chunk_updates), num_updates))
+    return chunk_updates, math.ceil(num_updates / chunk_updates)
+
+
+def make_chunk_fn(train: Train, chunk_updates: int, *, masked: bool = False,
+                  callback: Callable[..., None] | None = None,
+                  callback_fields: tuple[str, ...] = PROGRESS_FIELDS) -> Callable[[Any, jax.Array], tuple[Any, Any]]:
+    """``chunk(states, num_active) -> (states, metrics)`` over a batch of seeds (leading axis of ``states``).
+
+    * ``lax.scan`` of ``chunk_updates`` steps of ``jax.vmap(train.update)``; metrics leaves come out with
+      shape ``(chunk_updates, num_seeds, ...)``.
+    * ``masked=True``: steps ``i >= num_active`` are skipped by a ``lax.cond`` (state unchanged, metrics
+      zeros), so a partial final chunk reuses the same compiled program. ``num_active`` is ignored otherwise.
+    * ``callback(active, **fields)``: called on the host once per update through an ordered ``io_callback``
+      outside the seed vmap, with the metrics named in ``callback_fields`` (each of shape ``(num_seeds,)``).
+    """
+    batched_update = jax.vmap(train.update)
+
+    def chunk(states, num_active):
+        num_active = jnp.asarray(num_active, jnp.int32)
+
+        def skip(s):  # a switched-off step of a partial chunk: state unchanged, zero metrics
+            row_shapes = jax.eval_shape(batched_update, s)[1]
+            return s, jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), row_shapes)
+
+        def body(s, i):
+            if masked:
+                active = i < num_active
+                s, row = jax.lax.cond(active, batched_update, skip, s)
+            else:
+                active = jnp.bool_(True)
+                s, row = batched_update(s)
+            if callback is not None:
+                fields = {k: v for k, v in flatten_tree(row).items() if k in callback_fields}
+                io_callback(functools.partial(_call_host, callback), None, active, fields, ordered=True)
+            return s, row
+
+        return jax.lax.scan(body, states, jnp.arange(chunk_updates, dtype=jnp.int32))
+
+    return chunk
+
+
+def _call_host(callback, active, fields) -> None:
+    callback(bool(active), **{k: np.asarray(v) for k, v in fields.items()})
+
+
+# ---------------------------------------------------------------------------------------------- progress
+class Progress:
+    """A tqdm bar over updates showing env steps/s and the latest mean return; fed by the update callback.
+
+    steps/s is measured from the first update this process ran (so compile time is not counted), summing the
+    env steps of all seeds. The return shown is the mean over seeds that finished an episode in the latest
+    update that had any.
+    """
+
+    def __init__(self, total: int, initial: int = 0, enabled: bool = True, desc: str = "train"):
+        self.done = initial
+        self.env_steps = 0.0
+        self.last_return = math.nan
+        self._first: tuple[float, float] | None = None  # (time, env steps) at the first update seen
+        self._bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, initial=initial, desc=desc, unit="upd", dynamic_ncols=True,
+                             file=sys.stderr, smoothing=0.1)
+
+    def __call__(self, active: bool, env_steps=None, episode_return=None, episode_return_valid=None) -> None:
+        if not active:
+            return
+        self.done += 1
+        now = time.perf_counter()
+        post = {}
+        if env_steps is not None:
+            self.env_steps = float(np.sum(env_steps))
+            if self._first is None:
+                self._first = (now, self.env_steps)
+            elif now > self._first[0]:
+                post["steps/s"] = f"{(self.env_steps - self._first[1]) / (now - self._first[0]):,.0f}"
+        if episode_return is not None:
+            ret = np.asarray(episode_return, np.float64)
+            valid = np.ones(ret.shape, bool) if episode_return_valid is None else np.asarray(episode_return_valid, bool)
+            if np.any(valid):
+                self.last_return = float(ret[valid].mean())
+        if not math.isnan(self.last_return):
+            post["return"] = f"{self.last_return:.1f}"
+        if self._bar is not None:
+            self._bar.set_postfix(post, refresh=False)
+            self._bar.update(1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+# ---------------------------------------------------------------------------------------------- runner
+class Runner:
+    """Runs ``train`` for ``options.seeds`` seeds, in chunks, with a run folder (or none: ``run_dir=False``).
+
+    Args:
+        train: the algorithm's :class:`~jaxrl_self.core.Train`.
+        options: seeds, chunking, checkpoints, sinks.
+        description: the run description (:func:`run_description`); saved as ``config.json`` and with each
+            checkpoint, and compared field by field on resume.
+        run_dir: the run folder; ``None`` uses ``options.run_dir``; ``False`` runs without any files (no
+            checkpoints, no metrics files: the result holds everything).
+    """
+
+    def __init__(self, train: Train, options: RunOptions = RunOptions(), *,
+                 description: Mapping[str, Any] | None = None, run_dir: str | os.PathLike | bool | None = None):
+        options.validate()
+        self.train = train
+        self.options = options
+        self.num_updates = int(train.num_updates)
+        self.chunk_updates, self.num_chunks = plan_chunks(self.num_updates, options.chunks, options.checkpoint_every)
+        self.masked = self.num_updates % self.chunk_updates != 0
+        desc = dict(description or {})
+        desc.setdefault("num_updates", self.num_updates)
+        desc.setdefault("seed", options.seed)
+        desc.setdefault("num_seeds", options.seeds)
+        if train.config is not None and "config" not in desc and dataclasses.is_dataclass(train.config):
+            desc["config"] = config_to_dict(train.config)
+        desc["runner"] = {"chunk_updates": self.chunk_updates, "num_chunks": self.num_chunks}
+        self.description = desc
+        if run_dir is False:
+            self.run_dir = None
+        else:
+            rd = run_dir if run_dir not in (None, True) else options.run_dir
+            self.run_dir = Path(rd) if rd is not None else None
+        if options.resume and self.run_dir is None:
+            raise ConfigError("resume", True, "--resume needs --run-dir pointing at the run to continue",
+                              owner="RunOptions")
+        self.keys = seed_keys(options.seed, options.seeds)
+        self.timings: dict[str, float] = {}
+        self._compiled_chunk = None
+        self._compiled_init = None
+        self._progress: Progress | None = None
+
+    # ------------------------------------------------------------------ compile
+    def abstract_states(self) -> Any:
+        return jax.eval_shape(jax.vmap(self.train.init), self.keys)
+
+    def compile(self, need_init: bool = True) -> dict[str, float]:
+        """Lower and compile the init and chunk programs; returns the compile times in seconds."""
+        abstract = self.abstract_states()
+        callback = self._on_update if self.options.progress else None
+        chunk = make_chunk_fn(self.train, self.chunk_updates, masked=self.masked, callback=callback)
+        if need_init and self._compiled_init is None:
+            t = time.perf_counter()
+            self._compiled_init = jax.jit(jax.vmap(self.train.init)).lower(self.keys).compile()
+            self.timings["compile_init_s"] = time.perf_counter() - t
+        if self._compiled_chunk is None:
+            t = time.perf_counter()
+            self._compiled_chunk = jax.jit(chunk).lower(abstract, jax.ShapeDtypeStruct((), jnp.int32)).compile()
+            self.timings["compile_chunk_s"] = time.perf_counter() - t
+        return dict(self.timings)
+
+    def _on_update(self, active: bool, **fields) -> None:
+        if self._progress is not None:
+            self._progress(active, **fields)
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> RunResult:
+        """Run (or resume) to the end. Raises NonFiniteLossError / CheckpointMismatchError (see module doc)."""
+        opts = self.options
+        ckpt = None
+        start, states = 0, None
+        if self.run_dir is not None:
+            ckpt_dir = self.run_dir / "checkpoints"
+            has_ckpt = ckpt_dir.exists() and any(p.name.isdigit() for p in ckpt_dir.iterdir())
+            if opts.resume and not self.run_dir.exists():
+                raise FileNotFoundError(f"--resume: run folder {self.run_dir} does not exist")
+            if has_ckpt and not opts.resume:
+                raise FileExistsError(f"run folder {self.run_dir} already has checkpoints; pass --resume to "
+                                      "continue it or choose another --run-dir")
+            if opts.keep_checkpoints > 0 or has_ckpt:
+                ckpt = Checkpointer(ckpt_dir, keep=max(1, opts.keep_checkpoints))
+            if opts.resume and has_ckpt:
+                ckpt.check_compatible(self.description)
+                start, states, _ = ckpt.restore(self.abstract_states())
+                self._check_counter(states, start)
+            elif opts.resume:
+                print(f"note: {self.run_dir} has no checkpoint yet; starting from scratch", file=sys.stderr)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if start == 0:
+                write_json(self.run_dir / "config.json", {**self.description,
+                                                          "created": datetime.datetime.now().isoformat()})
+        if start >= self.num_updates:  # resuming a finished run: nothing to run, nothing to compile
+            print(f"note: {self.run_dir} already finished ({start} updates)", file=sys.stderr)
+            if ckpt is not None:
+                ckpt.close()
+            path = self.run_dir / "summary.json" if self.run_dir is not None else None
+            summary = json.loads(path.read_text()) if path is not None and path.exists() else {"status": "finished"}
+            return RunResult(states, {}, summary, self.run_dir)
+        self.compile(need_init=states is None)
+        if states is None:
+            t = time.perf_counter()
+            states = jax.block_until_ready(self._compiled_init(self.keys))
+            self.timings["init_s"] = time.perf_counter() - t
+
+        writer = None
+        if self.run_dir is not None:
+            writer = MetricsWriter(self.run_dir, tensorboard=opts.tensorboard, wandb=opts.wandb, start_update=start,
+                                   wandb_kwargs={"project": opts.wandb_project, "name": self.run_dir.name,
+                                                 "config": self.description})
+        self._progress = Progress(self.num_updates, initial=start, enabled=opts.progress,
+                                  desc=str(self.description.get("algo", "train")))
+        all_metrics: list[dict[str, np.ndarray]] = []
+        run_s = ckpt_s = 0.0
+        status = "failed"
+        done = start
+        try:
+            while done < self.num_updates:
+                n_active = min(self.chunk_updates, self.num_updates - done)
+                t = time.perf_counter()
+                new_states, m = self._compiled_chunk(states, np.int32(n_active))
+                new_states = jax.block_until_ready(new_states)
+                metrics = {k: v[:n_active] for k, v in flatten_metrics(jax.device_get(m)).items()}
+                run_s += time.perf_counter() - t
+                bad = self._first_nonfinite(new_states)
+                if bad is not None:
+                    status = "nonfinite"
+                    update, seed_index = bad
+                    metrics = {k: v[: max(0, update - done)] for k, v in metrics.items()}
+                    all_metrics.append(metrics)
+                    if writer is not None:
+                        writer.write(metrics, first_update=done)
+                    last = ckpt.latest_step() if ckpt is not None else None
+                    if self.run_dir is not None:
+                        write_json(self.run_dir / "nonfinite.json", {
+                            "update": update, "seed_index": seed_index,
+                            "nonfinite_update_per_seed": np.asarray(new_states.nonfinite_update).tolist(),
+                            "last_good_checkpoint_step": last,
+                            "message": "a loss became NaN/inf; this chunk's checkpoint was not written"})
+                    raise NonFiniteLossError(update, seed_index, detail=(
+                        f"last good checkpoint: step {last}" if last is not None else "no checkpoint was written"))
+                states = new_states
+                all_metrics.append(metrics)
+                if writer is not None:
+                    writer.write(metrics, first_update=done)
+                done += n_active
+                if ckpt is not None:
+                    t = time.perf_counter()
+                    ckpt.save(done, states, self.description)
+                    ckpt_s += time.perf_counter() - t
+            status = "finished"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            self._progress.close()
+            summary = self._finish(writer, status, start, all_metrics, run_s, ckpt_s)
+            if ckpt is not None:
+                ckpt.close()
+        return RunResult(states, _concat(all_metrics), summary, self.run_dir)
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _first_nonfinite(states) -> tuple[int, int] | None:
+        nf = getattr(states, "nonfinite_update", None)
+        if nf is None:
+            return None
+        nf = np.asarray(nf).reshape(-1)
+        bad = np.where(nf >= 0, nf, np.iinfo(np.int64).max)
+        if not np.any(nf >= 0):
+            return None
+        seed_index = int(np.argmin(bad))
+        return int(nf[seed_index]), seed_index
+
+    def _check_counter(self, states, step: int) -> None:
+        counter = getattr(states, "update_step", None)
+        if counter is not None and not np.all(np.asarray(counter) == step):
+            raise RuntimeError(f"checkpoint step {step} does not match RunState.update_step "
+                               f"{np.asarray(counter).tolist()}")
+
+    def _finish(self, writer, status, start, all_metrics, run_s, ckpt_s) -> dict[str, Any]:
+        metrics = _concat(all_metrics)
+        summary = build_summary(metrics, timings=self.timings, run_s=run_s, checkpoint_s=ckpt_s,
+                                num_updates=self.num_updates, start_update=start, status=status,
+                                description=self.description)
+        if writer is not None:
+            writer.close()
+        if self.run_dir is not None:
+            self._write_summary_and_plot(summary)
+        return summary
+
+    def _write_summary_and_plot(self, summary: dict[str, Any]) -> None:
+        assert self.run_dir is not None
+        # The curve and final return cover the whole run, including chunks run before a resume.
+        try:
+            from jaxrl_self.run.plot import load_run, plot_run
+
+            run = load_run(self.run_dir)
+            if "episode_return" in run.metric_names:
+                values, valid = run.values("episode_return")
+                summary["final_return"] = mean_ci(final_value(values, valid)).as_dict()
+                plot_run(self.run_dir)
+        except Exception as e:  # a plot must never cost a run
+            summary["plot_error"] = repr(e)
+        write_json(self.run_dir / "summary.json", summary)
+
+
+def _concat(chunks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    chunks = [c for c in chunks if c]
+    if not chunks:
+        return {}
+    return {k: np.concatenate([c[k] for c in chunks], axis=0) for k in chunks[0]}
+
+
+def build_summary(metrics: dict[str, np.ndarray], *, timings: Mapping[str, float], run_s: float, checkpoint_s: float,
+                  num_updates: int, start_update: int, status: str,
+                  description: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``summary.json``: timings, throughput and the final return over seeds (mean and 95% t-CI)."""
+    updates_run = int(next(iter(metrics.values())).shape[0]) if metrics else 0
+    summary: dict[str, Any] = {
+        "status": status,
+        "algo": (description or {}).get("algo"),
+        "env": (description or {}).get("env"),
+        "num_seeds": (description or {}).get("num_seeds"),
+        "num_updates": num_updates,
+        "updates_done": start_update + updates_run,
+        "resumed_from_update": start_update,
+        "compile_s": float(sum(v for k, v in timings.items() if k.startswith("compile"))),
+        **{k: float(v) for k, v in timings.items()},
+        "run_s": float(run_s),
+        "checkpoint_s": float(checkpoint_s),
+    }
+    if "env_steps" in metrics and updates_run:
+        steps = np.asarray(metrics["env_steps"], np.float64)  # (U, S)
+        # env steps run by this process (all seeds); after a resume, assumes a constant number per update
+        total = float(np.sum(steps[-1])) * updates_run / (start_update + updates_run)
+        summary["env_steps"] = float(np.sum(steps[-1]))
+        summary["env_steps_per_s"] = total / run_s if run_s > 0 else None
+    summary["updates_per_s"] = updates_run / run_s if run_s > 0 else None
+    if "episode_return" in metrics and updates_run:
+        values = np.asarray(metrics["episode_return"]).T
+        valid = np.asarray(metrics["episode_return_valid"]).T if "episode_return_valid" in metrics else None
+        summary["final_return"] = mean_ci(final_value(values, valid)).as_dict()
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------- front door
+def default_run_dir(runs_root: str | os.PathLike, algo: str, env: str) -> Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(runs_root) / f"{algo}-{env}-{stamp}"
+    path, i = base, 1
+    while path.exists():
+        path, i = base.with_name(f"{base.name}-{i}"), i + 1
+    return path
+
+
+def run_training(algo: str | ModuleType, env: str = "cartpole", config: Any = None,
+                 options: RunOptions = RunOptions(), *, env_kwargs: Mapping[str, Any] | None = None,
+                 run_dir: str | os.PathLike | bool | None = None) -> RunResult:
+    """Train ``algo`` on the registered environment ``env`` with a run folder, checkpoints and metrics.
+
+    ``config`` defaults to ``algo.Config()``. Bad names and config values raise before compiling
+    (:class:`UnknownAlgorithmError`, ``UnknownEnvironmentError``, :class:`~jaxrl_self.core.ConfigError`).
+    ``run_dir=False`` runs without writing files.
+    """
+    from jaxrl_self import envs
+
+    options.validate()
+    module = load_algorithm(algo)
+    algo_name = algorithm_name(module)
+    env_obj = envs.make(env, **dict(env_kwargs or {}))
+    config = module.Config() if config is None else config
+    validate = getattr(config, "validate", None)
+    if callable(validate):
+        validate(env_obj)
+    train = module.make_train(config, env_obj)
+    if run_dir is None:
+        run_dir = options.run_dir if options.run_dir is not None else default_run_dir(options.runs_root, algo_name, env)
+    desc = run_description(algo=algo_name, env=env, config=config, seed=options.seed, num_seeds=options.seeds,
+                           num_updates=int(train.num_updates), env_kwargs=env_kwargs,
+                           algo_module=module.__name__)
+    return Runner(train, options, description=desc, run_dir=run_dir).run()

@@ -1,0 +1,150 @@
+"""The ``jaxrl-self`` command line, end to end on tiny configs (toy algorithm + PPO on CartPole smoke tests).
+
+The toy runs use the same config and chunking as tests/test_runner.py, so they reuse its compiled programs
+through the persistent compilation cache (conftest.py).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jaxrl_self.cli import main, split_sweep_args
+from jaxrl_self.run.metrics import read_jsonl
+
+TOY = ["toy_algo", "--num-updates", "20"]
+TINY_PPO = ["--total-timesteps", "1024", "--num-envs", "4", "--num-steps", "32", "--update-epochs", "1",
+            "--num-minibatches", "2"]  # 8 updates of 128 steps
+
+
+def _run(capsys, argv):
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+# ------------------------------------------------------------------------------------------ parsing / errors
+def test_help_and_list(capsys):
+    code, out, _ = _run(capsys, ["--help"])
+    assert code == 0
+    commands = out.split("{", 1)[1].split("}", 1)[0].split(",")
+    assert {"train", "sweep", "eval", "plot", "list"} <= set(commands), out
+    code, out, _ = _run(capsys, ["list"])
+    assert code == 0 and "ppo" in out and "cartpole" in out and "maze" in out
+    code, out, _ = _run(capsys, ["train", "ppo", "--help"])
+    assert code == 0 and "--learning-rate" in out and "--seeds" in out and "--resume" in out
+    code, _, err = _run(capsys, ["trian"])
+    assert code == 2 and "Did you mean 'train'" in err
+
+
+def test_console_script_installed():
+    exe = Path(sys.executable).with_name("jaxrl-self")
+    assert exe.exists(), "pip install -e . should install the jaxrl-self entry point"
+    out = subprocess.run([str(exe), "list"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "ppo" in out.stdout
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "pppo"], "unknown algorithm 'pppo'. Did you mean 'ppo'?"),
+    (["train", "ppo", "--env", "cartpol"], "unknown environment 'cartpol'. Did you mean 'cartpole'?"),
+    (["train", "ppo", "--num-minibatches", "3"], "ppo.Config.num_minibatches=3 is not allowed: a divisor of"),
+    (["train", "ppo", "--learning-rate", "-1"], "ppo.Config.learning_rate=-1.0 is not allowed"),
+    (["train", "ppo", "--seeds", "0"], "RunOptions.seeds=0 is not allowed"),
+    (["sweep", "ppo", "--gamma", "0.9,abc"], "Config.gamma='abc' is not allowed"),
+    (["sweep", "ppo", "--gamma", "0.9,1.5"], "ppo.Config.gamma=1.5 is not allowed: a number in [0, 1]"),
+])
+def test_bad_input_is_one_clear_line_before_compiling(capsys, argv, message):
+    code, _, err = _run(capsys, argv)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_unknown_flag_is_a_tyro_error(capsys):
+    code, _, err = _run(capsys, ["train", "ppo", "--learning-rat", "1e-3"])
+    assert code == 2 and "--learning-rate" in err  # tyro suggests the close flag
+
+
+def test_split_sweep_args():
+    from jaxrl_self.algos import ppo
+
+    rest, grid = split_sweep_args(ppo.Config, [
+        "--learning-rate", "1e-4,3e-4", "--gamma", "0.99", "--hidden-sizes", "64,64", "32,32",
+        "--anneal-lr=true,false", "--env", "cartpole", "--num-envs", "4,8"])
+    assert grid == {"learning_rate": [1e-4, 3e-4], "hidden_sizes": [(64, 64), (32, 32)],
+                    "anneal_lr": [True, False], "num_envs": [4, 8]}
+    assert rest == ["--gamma", "0.99", "--env", "cartpole"]
+    rest, grid = split_sweep_args(ppo.Config, ["--hidden-sizes", "16", "16", "--num_steps", "8"])
+    assert grid == {} and rest == ["--hidden-sizes", "16", "16", "--num_steps", "8"]
+
+
+# ------------------------------------------------------------------------------------------ toy end to end
+def test_train_resume_eval_plot_toy(capsys, tmp_path):
+    run_dir = tmp_path / "run"
+    argv = ["train", *TOY, "--seeds", "2", "--checkpoint-every", "6", "--keep-checkpoints", "2",
+            "--run-dir", str(run_dir)]
+    code, out, err = _run(capsys, argv)
+    assert code == 0, err
+    assert "steps/s=" in err and "20/20" in err  # the progress bar, fed once per update
+    assert f"run folder:   {run_dir}" in out and "final return:" in out and "compile:" in out
+    rows = read_jsonl(run_dir / "metrics.jsonl")
+    assert len(rows) == 20 * 3
+    assert json.loads((run_dir / "config.json").read_text())["algo"] == "toy"
+
+    # the run exists: starting it again is refused; resuming with another config names the fields
+    code, _, err = _run(capsys, argv)
+    assert code == 2 and "--resume" in err
+    code, _, err = _run(capsys, [*argv, "--resume", "--lr", "0.01"])
+    assert code == 2 and "config.lr: checkpoint=0.05, this run=0.01" in err
+    # resuming a finished run is a no-op that succeeds
+    code, out, err = _run(capsys, [*argv, "--resume", "--no-progress"])
+    assert code == 0, err
+
+    code, out, err = _run(capsys, ["eval", str(run_dir), "--episodes", "4"])
+    assert code == 0, err
+    assert "checkpoint step 20" in out and "cartpole" in out
+    report = json.loads((run_dir / "eval-cartpole.json").read_text())
+    assert report["checkpoint_step"] == 20 and len(report["levels"][0]["per_seed_return"]) == 2
+
+    code, out, _ = _run(capsys, ["plot", str(run_dir), "--metric", "loss", "--smooth", "3"])
+    assert code == 0 and Path(out.strip()).exists() and out.strip().endswith("loss.png")
+
+
+def test_sweep_toy(capsys, tmp_path):
+    out_dir = tmp_path / "sw"
+    code, out, err = _run(capsys, ["sweep", *TOY, "--lr", "0.01,0.05", "--num-features", "3,4", "--seeds", "2",
+                                   "--out-dir", str(out_dir)])
+    assert code == 0, err
+    assert "4 configs x 2 seeds in 2 program(s)" in out
+    assert (out_dir / "results.md").read_text().count("\n| ") == 5
+    code, out, _ = _run(capsys, ["plot", str(out_dir)])
+    assert code == 0 and out.strip().endswith("learning_curves.png")
+
+
+# ------------------------------------------------------------------------------------------ PPO smoke tests
+def test_ppo_cartpole_train_and_eval(capsys, tmp_path):
+    run_dir = tmp_path / "ppo"
+    code, out, err = _run(capsys, ["train", "ppo", "--env", "cartpole", *TINY_PPO, "--seeds", "2", "--chunks", "3",
+                                   "--no-progress", "--run-dir", str(run_dir)])
+    assert code == 0, err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["num_updates"] == 8 and summary["env_steps"] == 2 * 1024
+    assert sorted(int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()) == [3, 6, 8]
+    rows = read_jsonl(run_dir / "metrics.jsonl")
+    assert len(rows) == 8 * 3 and {"loss", "approx_kl", "episode_return"} <= set(rows[0])
+    code, out, err = _run(capsys, ["eval", str(run_dir), "--episodes", "2", "--max-steps", "50"])
+    assert code == 0, err
+    returns = json.loads((run_dir / "eval-cartpole.json").read_text())["levels"][0]["per_seed_return"]
+    assert len(returns) == 2 and all(1 <= r <= 50 for r in returns)  # CartPole pays 1 per step
+
+
+def test_ppo_cartpole_sweep_vmaps_traced_config(capsys, tmp_path):
+    code, out, err = _run(capsys, ["sweep", "ppo", "--env", "cartpole", *TINY_PPO, "--learning-rate", "1e-3,3e-3",
+                                   "--seeds", "2", "--out-dir", str(tmp_path / "sw")])
+    assert code == 0, err
+    assert "2 configs x 2 seeds in 1 program(s)" in out
+    info = json.loads((tmp_path / "sw" / "sweep.json").read_text())
+    assert info["grid"] == {"learning_rate": [1e-3, 3e-3]} and info["static_fields"] == []

@@ -61,7 +61,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import io_callback
 
-from jaxrl_self.core.algorithm import Train
+from jaxrl_self.core.algorithm import SEED_AXIS, Train
 from jaxrl_self.core.errors import ConfigError, NonFiniteLossError
 from jaxrl_self.run.checkpoint import Checkpointer, config_to_dict
 from jaxrl_self.run.metrics import MetricsWriter, flatten_metrics, flatten_tree, write_json
@@ -189,15 +189,8 @@ def load_algorithm(name_or_module: str | ModuleType) -> ModuleType:
 
 
 def algorithm_registry(algos: ModuleType) -> Mapping[str, Any]:
-    """Name -> module path (or module) from ``jaxrl_self.algos``, whatever its exact spelling."""
-    for attr in ("REGISTRY", "ALGORITHMS", "_REGISTRY", "_ALGOS"):
-        reg = getattr(algos, attr, None)
-        if isinstance(reg, Mapping):
-            return {str(k).lower(): v for k, v in reg.items()}
-    names = getattr(algos, "registered_names", None) or getattr(algos, "names", None)
-    if callable(names):
-        return {n.lower(): f"jaxrl_self.algos.{n}" for n in names()}
-    return {}
+    """Name -> module path of the algorithms registered in :mod:`jaxrl_self.algos`."""
+    return {name: algos.ALGORITHMS[name] for name in algos.names()}
 
 
 def algorithm_name(module: ModuleType) -> str:
@@ -255,7 +248,7 @@ def make_chunk_fn(train: Train, chunk_updates: int, *, masked: bool = False,
     * ``callback(active, **fields)``: called on the host once per update through an ordered ``io_callback``
       outside the seed vmap, with the metrics named in ``callback_fields`` (each of shape ``(num_seeds,)``).
     """
-    batched_update = jax.vmap(train.update)
+    batched_update = jax.vmap(train.update, axis_name=SEED_AXIS)  # named: see core.uniform_over_seeds
 
     def chunk(states, num_active):
         num_active = jnp.asarray(num_active, jnp.int32)

@@ -26,8 +26,13 @@ import dataclasses
 from typing import Any, Callable, Generic, TypeVar
 
 import jax
+import jax.numpy as jnp
 
-__all__ = ["Train", "scan_updates"]
+__all__ = ["Train", "scan_updates", "SEED_AXIS", "uniform_over_seeds"]
+
+#: Name of the vmapped axis over seeds under which the runner calls ``Train.update``
+#: (``jax.vmap(train.update, axis_name=SEED_AXIS)``).
+SEED_AXIS = "seed"
 
 S = TypeVar("S")
 
@@ -39,6 +44,23 @@ def scan_updates(update: Callable[[S], tuple[S, Any]], state: S, num_updates: in
         return update(s)
 
     return jax.lax.scan(body, state, None, length=int(num_updates))
+
+
+def uniform_over_seeds(pred: jax.Array) -> jax.Array:
+    """A boolean that is the same for every seed (e.g. ``update_step % k == 0``, seeds run in lockstep) made
+    *unbatched* when the update runs under the runner's seed vmap, so that ``lax.cond(pred, ...)`` executes one
+    branch instead of both.
+
+    Under ``jax.vmap`` a ``lax.cond`` whose predicate is batched becomes a ``select`` that computes both branches
+    (a periodic evaluation would then run at every update). Inside the runner's vmap (axis :data:`SEED_AXIS`
+    bound) this returns ``any`` of ``pred`` over seeds, which is unbatched; elsewhere (plain ``jit``, an unnamed
+    ``vmap``) it returns ``pred`` unchanged, which is still correct, only slower under an unnamed vmap.
+    """
+    try:
+        jax.lax.axis_size(SEED_AXIS)
+    except NameError:  # not under the runner's seed vmap
+        return jnp.asarray(pred, jnp.bool_)
+    return jax.lax.pmax(jnp.asarray(pred, jnp.int32), SEED_AXIS) > 0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,10 @@ metrics only go to the CSV; JSONL rows also carry non-scalar ones (as nested lis
 Validity: a metric ``X`` with a companion boolean ``X_valid`` (e.g. ``episode_return`` with
 ``episode_return_valid``, False when no episode finished during that update) is written as ``null`` (JSONL)
 or an empty cell (CSV) where it is not valid, and its mean over seeds only counts the valid seeds
-(``X_valid`` of the mean row is "any seed valid"). Placeholder zeros are never averaged.
+(``X_valid`` of the mean row is "any seed valid"). Placeholder zeros are never averaged. A flag also
+covers a whole group: ``eval_valid`` governs ``eval`` and every ``eval.*`` metric (e.g. the fields of an
+``eval`` sub-dataclass); a metric's own ``X_valid`` takes precedence, then the flag of its longest dotted
+prefix.
 
 Files: ``metrics.jsonl`` and ``metrics.csv`` in the run folder, appended chunk by chunk and flushed at each
 chunk end. On resume the writer drops rows at or after the restored update (they came from a chunk whose
@@ -34,7 +37,8 @@ import numpy as np
 
 from jaxrl_self.run.stats import nanmean_masked
 
-__all__ = ["flatten_metrics", "flatten_tree", "path_name", "MetricsWriter", "read_jsonl", "VALID_SUFFIX", "MEAN_SEED"]
+__all__ = ["flatten_metrics", "flatten_tree", "path_name", "MetricsWriter", "read_jsonl", "VALID_SUFFIX", "MEAN_SEED",
+           "validity_flag"]
 
 VALID_SUFFIX = "_valid"
 MEAN_SEED = "mean"
@@ -87,12 +91,25 @@ def _mean_over_seeds(name: str, values: np.ndarray, valid: np.ndarray | None) ->
     return nanmean_masked(values, None, axis=1) if values.size else values.mean(axis=1)
 
 
+def validity_flag(name: str, names: Iterable[str]) -> str | None:
+    """The metric that says where ``name`` is valid: ``name_valid``, else ``p_valid`` for the longest dotted
+    prefix ``p`` of ``name`` that has one (``eval_valid`` for ``eval.solved_rate.Labyrinth``), else None."""
+    if name.endswith(VALID_SUFFIX):
+        return None
+    parts = name.split(".")
+    for k in range(len(parts), 0, -1):
+        flag = ".".join(parts[:k]) + VALID_SUFFIX
+        if flag in names:
+            return flag
+    return None
+
+
 def chunk_rows(metrics: dict[str, np.ndarray], first_update: int) -> list[dict[str, Any]]:
     """Rows (per seed, then the mean row) for a chunk of metrics with leading axes ``(updates, seeds)``."""
     if not metrics:
         return []
     num_updates, num_seeds = next(iter(metrics.values())).shape[:2]
-    valid = {n: metrics[n + VALID_SUFFIX] for n in metrics if n + VALID_SUFFIX in metrics}
+    valid = {n: metrics[flag] for n in metrics if (flag := validity_flag(n, metrics)) is not None}
     means = {n: _mean_over_seeds(n, v, valid.get(n)) for n, v in metrics.items()}
     rows: list[dict[str, Any]] = []
     for u in range(num_updates):

@@ -339,12 +339,21 @@ class Runner:
             checkpoint, and compared field by field on resume.
         run_dir: the run folder; ``None`` uses ``options.run_dir``; ``False`` runs without any files (no
             checkpoints, no metrics files: the result holds everything).
+        compiler_options: XLA options for compiling the init and chunk programs (e.g.
+            ``{"xla_backend_optimization_level": 0}`` to compile faster and run slower); default
+            :attr:`default_compiler_options` (None: XLA's defaults).
     """
 
+    #: compiler options used when the constructor gets none (tests lower the optimisation level here)
+    default_compiler_options: Mapping[str, Any] | None = None
+
     def __init__(self, train: Train, options: RunOptions = RunOptions(), *,
-                 description: Mapping[str, Any] | None = None, run_dir: str | os.PathLike | bool | None = None):
+                 description: Mapping[str, Any] | None = None, run_dir: str | os.PathLike | bool | None = None,
+                 compiler_options: Mapping[str, Any] | None = None):
         options.validate()
         self.train = train
+        self.compiler_options = dict(compiler_options if compiler_options is not None
+                                     else self.default_compiler_options or {}) or None
         self.options = options
         self.num_updates = int(train.num_updates)
         self.chunk_updates, self.num_chunks = plan_chunks(self.num_updates, options.chunks, options.checkpoint_every)
@@ -382,11 +391,13 @@ class Runner:
         chunk = make_chunk_fn(self.train, self.chunk_updates, masked=self.masked, callback=callback)
         if need_init and self._compiled_init is None:
             t = time.perf_counter()
-            self._compiled_init = jax.jit(jax.vmap(self.train.init)).lower(self.keys).compile()
+            self._compiled_init = jax.jit(jax.vmap(self.train.init), compiler_options=self.compiler_options).lower(
+                self.keys).compile()
             self.timings["compile_init_s"] = time.perf_counter() - t
         if self._compiled_chunk is None:
             t = time.perf_counter()
-            self._compiled_chunk = jax.jit(chunk).lower(abstract, jax.ShapeDtypeStruct((), jnp.int32)).compile()
+            self._compiled_chunk = jax.jit(chunk, compiler_options=self.compiler_options).lower(
+                abstract, jax.ShapeDtypeStruct((), jnp.int32)).compile()
             self.timings["compile_chunk_s"] = time.perf_counter() - t
         return dict(self.timings)
 

@@ -26,7 +26,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax.linen.initializers import constant, orthogonal
+from flax.linen.initializers import constant
+
+from jaxrl_self.nets.initializers import lecun_normal, orthogonal
 
 __all__ = ["MLPActorCritic", "RecurrentActorCritic", "LSTM", "MazeEncoder", "MLPEncoder", "ACTIVATIONS"]
 
@@ -82,7 +84,8 @@ class LSTM(nn.Module):
     with ``first[t]`` restart from zeros. Gates ``i, f, g, o``:
     ``c' = σ(f) c + σ(i) tanh(g)``, ``h' = σ(o) tanh(c')``. The input projection ``x W_x + b`` of all ``T`` steps
     is one batched matmul outside the time loop; only ``h W_h`` runs step by step.
-    Init: ``W_x`` lecun-normal, ``W_h`` orthogonal, bias 0 (as Flax's ``LSTMCell``).
+    Init: ``W_x`` lecun-normal, ``W_h`` orthogonal, bias 0 (as Flax's ``LSTMCell``; the initialisers are
+    :mod:`jaxrl_self.nets.initializers`, Flax's distributions with a faster compile).
 
     Returns ``(carry, h_seq)``: the final state and the ``[T, N, H]`` outputs.
     """
@@ -92,7 +95,7 @@ class LSTM(nn.Module):
     @nn.compact
     def __call__(self, carry, x: jax.Array, first: jax.Array):
         hdim = self.features
-        gates_x = nn.Dense(4 * hdim, name="input")(x)  # [T, N, 4H]
+        gates_x = nn.Dense(4 * hdim, kernel_init=lecun_normal(), name="input")(x)  # [T, N, 4H]
         w_h = self.param("recurrent_kernel", orthogonal(), (hdim, 4 * hdim))
 
         def step(state, inputs):
@@ -125,7 +128,8 @@ class MazeEncoder(nn.Module):
     def __call__(self, obs: Any) -> jax.Array:
         image = jnp.asarray(obs["image"], jnp.float32)
         lead = image.shape[:-3]
-        x = nn.Conv(self.conv_features, kernel_size=(3, 3), strides=(1, 1), padding="VALID", name="conv")(
+        x = nn.Conv(self.conv_features, kernel_size=(3, 3), strides=(1, 1), padding="VALID",
+                    kernel_init=lecun_normal(), name="conv")(
             image.reshape((-1,) + image.shape[-3:])
         )
         x = nn.relu(x).reshape(lead + (-1,))

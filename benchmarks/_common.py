@@ -400,6 +400,15 @@ def write_results(name: str, data: dict[str, Any], markdown: str) -> tuple[Path,
     return json_path, md_path
 
 
+def publish(tag: str, name: str, data: dict[str, Any], markdown: str, wall_s: float | None = None) -> tuple[Path, Path]:
+    """:func:`write_results`, then log where they went (``[tag] done in ... -> paths``) and print the markdown."""
+    json_path, md_path = write_results(name, data, markdown)
+    took = f" in {wall_s} s" if wall_s is not None else ""
+    log(f"[{tag}] done{took} -> {json_path.relative_to(REPO_ROOT)}, {md_path.relative_to(REPO_ROOT)}")
+    print(md_path.read_text())
+    return json_path, md_path
+
+
 def fmt_rate(x: float | None) -> str:
     """``12345678.9 -> '12.3 M'`` (steps per second, 3 significant digits)."""
     if x is None or not math.isfinite(x):

@@ -514,10 +514,7 @@ def orchestrate(args: argparse.Namespace) -> None:
         "aims": aims,
         "results": results,
     }
-    json_path, md_path = C.write_results(args.output, data, render_markdown(data))
-    C.log(f"[{NAME}] done in {data['wall_s']} s -> {json_path.relative_to(C.REPO_ROOT)}, "
-          f"{md_path.relative_to(C.REPO_ROOT)}")
-    print(md_path.read_text())
+    C.publish(NAME, args.output, data, render_markdown(data), data["wall_s"])
 
 
 def main(argv: list[str] | None = None) -> None:

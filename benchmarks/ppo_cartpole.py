@@ -75,7 +75,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402  (stdlib only at import time; usable from the peer venvs too)
@@ -759,10 +759,7 @@ def orchestrate(args: argparse.Namespace) -> None:
     except Exception as e:  # a plot must not cost the measurements
         C.log(f"[{NAME}] plot failed: {e!r}")
         data["plot"] = None
-    json_path, md_path = C.write_results(output, data, render_markdown(data))
-    C.log(f"[{NAME}] done in {data['wall_s']} s -> {json_path.relative_to(C.REPO_ROOT)}, "
-          f"{md_path.relative_to(C.REPO_ROOT)}")
-    print(md_path.read_text())
+    C.publish(NAME, output, data, render_markdown(data), data["wall_s"])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -148,3 +148,22 @@ def test_ppo_cartpole_sweep_vmaps_traced_config(capsys, tmp_path):
     assert "2 configs x 2 seeds in 1 program(s)" in out
     info = json.loads((tmp_path / "sw" / "sweep.json").read_text())
     assert info["grid"] == {"learning_rate": [1e-3, 3e-3]} and info["static_fields"] == []
+
+
+def test_ppo_maze_agent_evaluated_on_named_heldout_mazes(capsys, tmp_path):
+    run_dir = tmp_path / "maze"
+    code, _, err = _run(capsys, ["train", "ppo", "--env", "maze", "--total-timesteps", "64", "--num-envs", "2",
+                                 "--num-steps", "16", "--update-epochs", "1", "--num-minibatches", "1",
+                                 "--lstm-features", "8", "--no-progress", "--run-dir", str(run_dir)])
+    assert code == 0, err
+    code, out, err = _run(capsys, ["eval", str(run_dir), "--levels", "SixteenRooms,Labyrinth", "--episodes", "2",
+                                   "--max-steps", "20"])
+    assert code == 0, err
+    report = json.loads((run_dir / "eval-maze.json").read_text())
+    levels = {lv["level"]: lv for lv in report["levels"]}
+    assert set(levels) == {"SixteenRooms", "Labyrinth"}
+    for lv in levels.values():  # an untrained agent, 20 steps: returns are in [0, 1], one per seed
+        assert len(lv["per_seed_return"]) == 1 and all(0.0 <= r <= 1.0 for r in lv["per_seed_return"])
+        assert all(0.0 <= s <= 1.0 for s in lv["per_seed_solve_rate"])  # solved = return > 0
+    code, _, err = _run(capsys, ["eval", str(run_dir), "--levels", "NoSuchMaze"])
+    assert code == 2 and "NoSuchMaze" in err and "SixteenRooms" in err

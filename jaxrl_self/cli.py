@@ -109,6 +109,10 @@ def cmd_train(argv: Sequence[str]) -> int:
                   f"Train {name} ({module.__name__}). Config flags come from {module.__name__}.Config.")
     result = run_training(module, args.env, args.config, args.run)
     _print_summary(result.summary, result.run_dir)
+    hook = getattr(module, "after_training", None)  # optional: e.g. curricula plot held-out solved rates
+    if callable(hook):
+        for line in hook(result) or ():
+            print(line)
     return 0
 
 
@@ -417,9 +421,14 @@ def cmd_pretrain(argv: Sequence[str]) -> int:
     task_kwargs = _task_kwargs(args.task_kwargs)
     run_dir = Path(args.run.run_dir) if args.run.run_dir else default_run_dir(args.run.runs_root, "pretrain", args.task)
     out = Path(args.out) if args.out else run_dir / "model"
+    stop = RECIPES[recipe_name].stop if recipe_name is not None else None
+    if stop is not None:
+        print(f"note: recipe {recipe_name} stops at the first check with {stop}; no checkpoints are written",
+              file=sys.stderr)
     meta = pretrain_and_export(args.task, args.config, out, task_kwargs=task_kwargs, name=recipe_name or out.stem,
                                options=args.run, run_dir=run_dir, eval_problems=args.eval_problems,
-                               eval_samples=args.eval_samples, made_by="jaxrl-self pretrain " + " ".join(argv))
+                               eval_samples=args.eval_samples, made_by="jaxrl-self pretrain " + " ".join(argv),
+                               stop=stop)
     tr = meta["training"]
     if "eval" in meta:
         print(meta["eval"]["table"])

@@ -1,0 +1,372 @@
+"""GRPO training throughput: jaxrl_self's GRPO step vs Hugging Face TRL's ``GRPOTrainer`` on PyTorch CPU.
+
+    python benchmarks/grpo_throughput.py            # full run -> benchmarks/results/grpo_throughput.{json,md}
+    python benchmarks/grpo_throughput.py --quick    # smoke run -> grpo_throughput.quick.{json,md}
+
+Run the full measurement on a quiet machine (nothing else running): both sides use every core.
+
+What one GRPO *step* is, on both sides (the same work): ``B`` prompts of the addition task (operands of 1..D
+digits, reversed answers, our token format), ``G`` sampled completions per prompt (temperature 1, no top-k/top-p,
+at most ``R`` new tokens, stop at EOS) with a KV cache, the verifier reward (1/0) per completion, group-normalised
+advantages, reference-model log-probs (KL coefficient ``β`` with the k3 estimator), one forward + backward pass of
+the token-mean clipped surrogate over the ``B·G`` completions, gradient clipping and one Adam step.
+
+* **ours**: ``jaxrl_self.algos.grpo.make_train(Config(num_prompts=B, group_size=G, max_new_tokens=R,
+  kl_coef=β, ...), AdditionTask(max_digits=D))``; the Transformer (pre-norm RMSNorm, RoPE, GELU MLP of width
+  ``d_ff``, tied embeddings) is initialised from its config. ``train.update`` is compiled ahead of time (compile
+  time reported apart) and called once per step, blocking on the result (``per step``); the same steps run as
+  one program (``train.run`` over ``K`` updates, a ``lax.scan``) are reported as ``scanned``.
+* **TRL**: ``trl.GRPOTrainer`` (``loss_type="dapo"``: token mean over the batch, ``scale_rewards="group"``,
+  ``beta=β``, ``num_iterations=1``, ``per_device_train_batch_size=B·G``, ``num_generations=G``) on a
+  ``LlamaForCausalLM`` built from a ``LlamaConfig`` of the same shape (layers, width, heads, vocabulary, RMSNorm,
+  RoPE, tied embeddings; its SwiGLU MLP has three matrices, so its intermediate width is ``round(2/3 · d_ff)`` to
+  match our MLP's parameters and FLOPs), saved to a temporary folder and loaded from there (TRL builds its
+  reference model from the same folder: nothing is downloaded); a word-level tokenizer over our 64-token
+  vocabulary (``tokenizers``); the reward function parses the completion's token ids exactly like our verifier.
+  Timing: a ``TrainerCallback`` stamps the end of every optimizer step; steady state = the steps after the
+  warm-up ones.
+
+**Trained tokens** are the completion tokens that enter the loss (up to and including EOS), counted per step by
+each side (ours: the response mask; TRL: the ``completion_ids`` its reward function receives). Throughput =
+trained tokens / wall seconds over the measured steps; ``s/step`` is the median step time. Both models start
+from random weights (so most completions run to ``R`` tokens on both sides) and use a tiny learning rate, so the
+work per step stays the same while it is measured.
+
+Each side runs in its own subprocess, one after the other (never at once): ours with this interpreter, TRL in
+``benchmarks/.venvs/trl`` (``torch==2.13.0`` CPU wheel first, then ``trl``/``transformers``/``accelerate``/
+``datasets``, pinned below), built once.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402  (stdlib only at import time)
+
+NAME = "grpo_throughput"
+#: The TRL venv. torch first: the CPU wheel on this machine; letting trl pull torch would fetch a CUDA build.
+TRL_REQUIREMENTS = ("torch==2.13.0", "trl==1.13.0", "transformers==5.17.0", "accelerate==1.15.0", "datasets==5.0.1")
+TRL_PACKAGES = ("torch", "trl", "transformers", "accelerate", "datasets", "tokenizers", "numpy")
+OURS_PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "jaxrl-self")
+AIM = 10.0  # ours / TRL, trained tokens per second
+
+FULL = dict(num_prompts=16, group_size=8, max_new_tokens=16, max_digits=4, warmup=3, steps=20, scan_reps=3)
+QUICK = dict(num_prompts=4, group_size=4, max_new_tokens=8, max_digits=2, warmup=1, steps=3, scan_reps=1)
+MODEL = dict(num_layers=2, d_model=64, num_heads=4, d_ff=256, vocab_size=64)
+
+
+# ================================================================================================ ours
+def worker_ours(spec: dict[str, Any]) -> dict[str, Any]:
+    import jaxrl_self  # noqa: F401  (XLA guard first)
+    import jax
+    import numpy as np
+
+    from jaxrl_self.algos import grpo
+    from jaxrl_self.core.sequence import VOCAB
+    from jaxrl_self.envs.tokens import AdditionTask
+    from jaxrl_self.nets.transformer import TransformerConfig
+
+    task = AdditionTask(max_digits=spec["max_digits"])
+    m = spec["model"]
+    model = TransformerConfig(vocab_size=m["vocab_size"], num_layers=m["num_layers"], d_model=m["d_model"],
+                              num_heads=m["num_heads"], d_ff=m["d_ff"],
+                              max_len=task.prompt_len + spec["max_new_tokens"])
+    steps, warmup = spec["steps"], spec["warmup"]
+    config = grpo.Config(num_updates=steps, num_prompts=spec["num_prompts"], group_size=spec["group_size"],
+                         max_new_tokens=spec["max_new_tokens"], model=model, learning_rate=spec["learning_rate"],
+                         kl_coef=spec["beta"], use_reference=spec["beta"] > 0, clip_eps=0.2, max_grad_norm=1.0,
+                         temperature=1.0)
+    train = grpo.make_train(config, task)
+    info = C.worker_info(OURS_PACKAGES)
+    key = jax.random.key(spec["seed"])
+    init, _, init_compile = C.compile_timed(train.init, key)
+    state = jax.block_until_ready(init(key))
+    update, lower_s, compile_s = C.compile_timed(train.update, state)
+    C.log(f"  [ours] update compiled in {lower_s + compile_s:.1f} s")
+
+    def tokens_of(metrics) -> int:
+        return int(round(float(metrics.response_length) * config.batch_size))
+
+    for _ in range(warmup):
+        state, metrics = jax.block_until_ready(update(state))
+    step_s, step_tokens = [], []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        state, metrics = jax.block_until_ready(update(state))
+        step_s.append(time.perf_counter() - t0)
+        step_tokens.append(tokens_of(metrics))
+    C.log(f"  [ours] per step: median {statistics.median(step_s) * 1e3:.1f} ms, "
+          f"{sum(step_tokens) / sum(step_s):,.0f} tokens/s")
+
+    # the same updates as one program: K = steps updates in a lax.scan
+    run, _, scan_compile = C.compile_timed(lambda s: train.run(s, steps), state)
+    jax.block_until_ready(run(state))  # warm-up
+    scan_s, scan_tokens = [], []
+    for _ in range(spec["scan_reps"]):
+        t0 = time.perf_counter()
+        state, metrics = jax.block_until_ready(run(state))
+        scan_s.append(time.perf_counter() - t0)
+        scan_tokens.append(int(round(float(np.sum(np.asarray(metrics.response_length))) * config.batch_size)))
+    return {
+        "worker": info,
+        "description": f"jaxrl_self.algos.grpo (update per call, and {steps} updates per lax.scan program)",
+        "vocab": list(VOCAB.tokens),
+        "params": int(sum(x.size for x in jax.tree.leaves(state.params))),
+        "compile_s": {"init": init_compile, "update_lower": lower_s, "update_compile": compile_s,
+                      "scan_compile": scan_compile},
+        "per_step": _summary(step_s, step_tokens),
+        "scanned": {"seconds_per_step": [s / steps for s in scan_s], "tokens": scan_tokens,
+                    "tokens_per_s": sum(scan_tokens) / sum(scan_s),
+                    "median_s_per_step": statistics.median(scan_s) / steps},
+        "final_accuracy": float(metrics.accuracy[-1]),
+        "threads": os.cpu_count(),
+    }
+
+
+def _summary(step_s: list[float], step_tokens: list[int]) -> dict[str, Any]:
+    return {"seconds": step_s, "tokens": step_tokens, "median_s_per_step": statistics.median(step_s),
+            "mean_s_per_step": statistics.fmean(step_s), "tokens_per_s": sum(step_tokens) / sum(step_s),
+            "mean_tokens_per_step": statistics.fmean(step_tokens)}
+
+
+# ================================================================================================ TRL
+def _addition_problems(vocab: list[str], n: int, max_digits: int, seed: int) -> list[dict[str, str]]:
+    """Our AdditionTask's format in plain Python: ``<bos> <q> a + b = </q>``; answer = sum, reversed digits."""
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        d = rng.randint(1, max_digits)
+        lo = 0 if d == 1 else 10 ** (d - 1)
+        a, b = rng.randint(lo, 10 ** d - 1), rng.randint(lo, 10 ** d - 1)
+        prompt = " ".join(["<bos>", "<q>", *str(a), "+", *str(b), "=", "</q>"])
+        out.append({"prompt": prompt, "answer": " ".join(reversed(str(a + b)))})
+    assert all(t in vocab for p in out for t in p["prompt"].split())
+    return out
+
+
+def worker_trl(spec: dict[str, Any]) -> dict[str, Any]:
+    import torch
+    from datasets import Dataset
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    info = {"python": sys.version.split()[0], "executable": sys.executable,
+            "versions": C.package_versions(TRL_PACKAGES), "torch_threads": torch.get_num_threads(),
+            "torch_interop_threads": torch.get_num_interop_threads()}
+    vocab = spec["vocab"]
+    ids = {t: i for i, t in enumerate(vocab)}
+    tok = Tokenizer(models.WordLevel(vocab=ids, unk_token="<pad>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>",
+                                        pad_token="<pad>", unk_token="<pad>")
+    m = spec["model"]
+    torch.manual_seed(spec["seed"])
+    prompt_len = 2 * spec["max_digits"] + 5
+    cfg = LlamaConfig(vocab_size=m["vocab_size"], hidden_size=m["d_model"], num_hidden_layers=m["num_layers"],
+                      num_attention_heads=m["num_heads"], num_key_value_heads=m["num_heads"],
+                      intermediate_size=round(2 * m["d_ff"] / 3), max_position_embeddings=prompt_len + spec["max_new_tokens"],
+                      rms_norm_eps=1e-6, tie_word_embeddings=True, attention_bias=False, mlp_bias=False,
+                      bos_token_id=ids["<bos>"], eos_token_id=ids["<eos>"], pad_token_id=ids["<pad>"])
+    model = LlamaForCausalLM(cfg)
+    n_params = sum(p.numel() for p in model.parameters())
+    B, G, steps, warmup = spec["num_prompts"], spec["group_size"], spec["steps"], spec["warmup"]
+    problems = _addition_problems(vocab, B * (steps + warmup + 2), spec["max_digits"], spec["seed"])
+    dataset = Dataset.from_list(problems)
+    eos, a_open, a_close = ids["<eos>"], ids["<a>"], ids["</a>"]
+    step_tokens: list[int] = []
+
+    def verifier(prompts, completions, completion_ids, answer, **kwargs):
+        """1.0 if the tokens between the first <a> and the next </a>/<eos> equal the answer (our verifier)."""
+        step_tokens.append(sum(len(c) for c in completion_ids))
+        rewards = []
+        for cids, ans in zip(completion_ids, answer):
+            cids = list(cids)
+            ok = False
+            if a_open in cids:
+                start = cids.index(a_open) + 1
+                stop = next((i for i in range(start, len(cids)) if cids[i] in (a_close, eos)), None)
+                ok = stop is not None and stop > start and [vocab[i] for i in cids[start:stop]] == ans.split()
+            rewards.append(1.0 if ok else 0.0)
+        return rewards
+
+    stamps: list[float] = []
+
+    class Timer(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            stamps.append(time.perf_counter())
+
+        def on_step_end(self, args, state, control, **kwargs):
+            stamps.append(time.perf_counter())
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = os.path.join(tmp, "tiny-llama")
+        model.save_pretrained(model_dir)
+        tokenizer.save_pretrained(model_dir)
+        args = GRPOConfig(
+            output_dir=os.path.join(tmp, "out"), per_device_train_batch_size=B * G, num_generations=G,
+            gradient_accumulation_steps=1, max_completion_length=spec["max_new_tokens"],
+            learning_rate=spec["learning_rate"], beta=spec["beta"], epsilon=0.2, num_iterations=1,
+            loss_type="dapo", scale_rewards="group", temperature=1.0, top_p=1.0, top_k=0, max_grad_norm=1.0,
+            lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, max_steps=warmup + steps,
+            logging_steps=10**6, save_strategy="no", report_to=[], use_cpu=True, bf16=False, fp16=False,
+            dataloader_num_workers=0, seed=spec["seed"], disable_tqdm=True, log_completions=False,
+        )
+        trainer = GRPOTrainer(model=model_dir, reward_funcs=[verifier], args=args, train_dataset=dataset,
+                              processing_class=tokenizer, callbacks=[Timer()])
+        t0 = time.perf_counter()
+        trainer.train()
+        total = time.perf_counter() - t0
+    step_s = [b - a for a, b in zip(stamps[:-1], stamps[1:])]
+    if len(step_s) != warmup + steps or len(step_tokens) != warmup + steps:
+        raise RuntimeError(f"expected {warmup + steps} steps, timed {len(step_s)}, rewarded {len(step_tokens)}")
+    C.log(f"  [trl] per step: median {statistics.median(step_s[warmup:]) * 1e3:.1f} ms, "
+          f"{sum(step_tokens[warmup:]) / sum(step_s[warmup:]):,.0f} tokens/s")
+    return {
+        "worker": info,
+        "description": "trl.GRPOTrainer on LlamaForCausalLM(LlamaConfig(...)), PyTorch CPU",
+        "params": int(n_params),
+        "llama_intermediate_size": cfg.intermediate_size,
+        "warmup_s": sum(step_s[:warmup]),
+        "train_call_s": total,
+        "per_step": _summary(step_s[warmup:], step_tokens[warmup:]),
+    }
+
+
+# ================================================================================================ orchestrator
+def render_markdown(data: dict[str, Any]) -> str:
+    s, m = data["settings"], data["machine"]
+    o, t = data["ours"], data["trl"]
+    lines = ["# GRPO training throughput: jaxrl_self vs TRL GRPOTrainer (PyTorch CPU)", ""]
+    if data["quick"]:
+        lines += ["> **SMOKE RUN (`--quick`)**: tiny batch, few steps, possibly a busy machine. These numbers only "
+                  "show that the harness works; they are not measurements.", ""]
+    lines += [
+        f"- created {data['created']} by `{data['command']}`",
+        f"- machine: {m['cpu_model']}, {m['cpus_usable']}/{m['cpu_count']} CPUs usable, {m['mem_total_gib']} GiB, "
+        f"{m['platform']}; load average before each side: ours {data['loadavg']['ours']}, TRL {data['loadavg']['trl']}",
+        f"- step: {s['num_prompts']} prompts x {s['group_size']} completions, <= {s['max_new_tokens']} new tokens, "
+        f"addition with 1..{s['max_digits']}-digit operands, beta {s['beta']}, lr {s['learning_rate']}; model "
+        f"{s['model']['num_layers']} layers, width {s['model']['d_model']}, {s['model']['num_heads']} heads, vocab "
+        f"{s['model']['vocab_size']} (ours {o['params']:,} parameters, TRL Llama {t['params']:,})",
+        f"- {s['warmup']} warm-up steps, then {s['steps']} measured steps per side",
+        f"- ours: {_versions(o['worker']['versions'])}; TRL: {_versions(t['worker']['versions'])}, "
+        f"torch threads {t['worker']['torch_threads']}",
+        "",
+        "| implementation | trained tokens/s | s/step (median) | tokens/step | ours / TRL (tokens/s) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    rows = [("ours, one update per call", o["per_step"]), (f"ours, {s['steps']} updates per program (scan)",
+                                                         {"tokens_per_s": o["scanned"]["tokens_per_s"],
+                                                          "median_s_per_step": o["scanned"]["median_s_per_step"],
+                                                          "mean_tokens_per_step": statistics.fmean(
+                                                              o["scanned"]["tokens"]) / s["steps"]}),
+            ("TRL GRPOTrainer", t["per_step"])]
+    for label, r in rows:
+        ratio = r["tokens_per_s"] / t["per_step"]["tokens_per_s"]
+        lines.append(f"| {label} | {r['tokens_per_s']:,.0f} | {r['median_s_per_step']:.4f} | "
+                     f"{r['mean_tokens_per_step']:.0f} | {C.fmt_ratio(ratio)} |")
+    c = o["compile_s"]
+    lines += ["", f"Ours compile (apart, not in the figures): update {c['update_lower'] + c['update_compile']:.1f} s, "
+              f"scanned program {c['scan_compile']:.1f} s. TRL warm-up steps: {t['warmup_s']:.1f} s.", "",
+              f"Aim: ours >= {AIM:g}x TRL in trained tokens/s: "
+              + {True: "met", False: "**not met**"}[data["aim_met"]]
+              + f" (one update per call: {C.fmt_ratio(data['ratio_per_step'])}, scanned: "
+                f"{C.fmt_ratio(data['ratio_scanned'])}).", "",
+              "Method: `benchmarks/grpo_throughput.py` (module docstring)."]
+    return "\n".join(lines)
+
+
+def _versions(v: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {x}" for k, x in v.items() if x)
+
+
+def orchestrate(args: argparse.Namespace) -> None:
+    t_start = time.perf_counter()
+    preset = dict(QUICK if args.quick else FULL)
+    for k in ("num_prompts", "group_size", "max_new_tokens", "steps", "warmup"):
+        if getattr(args, k) is not None:
+            preset[k] = getattr(args, k)
+    spec = {**preset, "model": MODEL, "beta": args.beta, "learning_rate": args.learning_rate, "seed": args.seed}
+    machine = C.machine_info()
+    trl_python = C.ensure_venv("trl", list(TRL_REQUIREMENTS), rebuild=args.rebuild_venv)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1",
+               TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1", JAX_PLATFORMS="cpu")
+    for k in ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"):
+        env.pop(k, None)
+    script = Path(__file__).resolve()
+    loads = {}
+    C.log(f"[{NAME}] ours: {sys.executable}")
+    loads["ours"] = [round(x, 2) for x in os.getloadavg()]
+    ours = C.run_worker(sys.executable, script, ["--worker", json.dumps({**spec, "impl": "ours"})], env=env,
+                        timeout=args.worker_timeout)
+    C.log(f"[{NAME}] TRL: {trl_python}")
+    loads["trl"] = [round(x, 2) for x in os.getloadavg()]
+    trl = C.run_worker(trl_python, script, ["--worker", json.dumps({**spec, "impl": "trl", "vocab": ours["vocab"]})],
+                       env=env, timeout=args.worker_timeout)
+    ratio_step = ours["per_step"]["tokens_per_s"] / trl["per_step"]["tokens_per_s"]
+    ratio_scan = ours["scanned"]["tokens_per_s"] / trl["per_step"]["tokens_per_s"]
+    meta = C.venv_metadata(trl_python)
+    data = {
+        "benchmark": NAME,
+        "quick": args.quick,
+        "created": C.utc_now(),
+        "command": " ".join(["python", "benchmarks/grpo_throughput.py", *sys.argv[1:]]),
+        "wall_s": round(time.perf_counter() - t_start, 1),
+        "machine": machine,
+        "loadavg": loads,
+        "settings": spec,
+        "trl_venv": {"requirements": meta.get("requirements"), "created": meta.get("created"),
+                     "freeze": meta.get("freeze")},
+        "ours": {k: v for k, v in ours.items() if k != "vocab"},
+        "trl": trl,
+        "ratio_per_step": ratio_step,
+        "ratio_scanned": ratio_scan,
+        "aim": AIM,
+        "aim_met": ratio_step >= AIM,
+    }
+    output = args.output or (NAME + (".quick" if args.quick else ""))
+    json_path, md_path = C.write_results(output, data, render_markdown(data))
+    C.log(f"[{NAME}] done in {data['wall_s']} s -> {json_path.relative_to(C.REPO_ROOT)}")
+    print(md_path.read_text())
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="GRPO step throughput: jaxrl_self vs TRL GRPOTrainer on PyTorch CPU.")
+    p.add_argument("--quick", action="store_true", help=f"smoke run {QUICK}; writes {NAME}.quick.*")
+    p.add_argument("--num-prompts", type=int, default=None, help=f"prompts per step (default {FULL['num_prompts']})")
+    p.add_argument("--group-size", type=int, default=None, help=f"completions per prompt ({FULL['group_size']})")
+    p.add_argument("--max-new-tokens", type=int, default=None, help=f"completion budget ({FULL['max_new_tokens']})")
+    p.add_argument("--steps", type=int, default=None, help=f"measured steps per side ({FULL['steps']})")
+    p.add_argument("--warmup", type=int, default=None, help=f"warm-up steps per side ({FULL['warmup']})")
+    p.add_argument("--beta", type=float, default=0.04, help="KL coefficient (reference model on both sides)")
+    p.add_argument("--learning-rate", type=float, default=1e-6, help="Adam step size, both sides")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rebuild-venv", action="store_true", help="rebuild benchmarks/.venvs/trl")
+    p.add_argument("--output", default=None, help="result file stem under benchmarks/results")
+    p.add_argument("--worker-timeout", type=float, default=3600.0)
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.worker is not None:
+        spec = json.loads(args.worker)
+        C.emit_result(worker_ours(spec) if spec["impl"] == "ours" else worker_trl(spec))
+    else:
+        orchestrate(args)
+
+
+if __name__ == "__main__":
+    main()

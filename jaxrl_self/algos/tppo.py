@@ -1,0 +1,705 @@
+"""Truncated PPO (T-PPO; Fan et al., 2025, arXiv:2506.15050) for language models on verifiable token tasks.
+
+Synchronous token-level PPO (:mod:`jaxrl_self.algos.token_ppo`) generates a whole batch of responses before it
+learns, so every update waits for the batch's *longest* response. T-PPO keeps a fixed pool of ``B`` response
+slots in flight (each with its KV cache) and, every training step, advances every slot by a window of ``l``
+tokens, learns from that window, and refills the slots whose responses finished with new prompts (continuous
+batching). A response longer than ``l`` is continued in the next step under the updated policy; its earlier
+tokens are then context only. The whole run is one XLA program: a ``lax.scan`` over training steps with fixed
+shapes (``B`` slots, buffers of ``prompt_len + max_new_tokens`` tokens, windows of ``l`` tokens).
+
+::
+
+    from jaxrl_self.algos import tppo
+    from jaxrl_self.lm.base_models import base_model_task, load_base_model
+    task = base_model_task(load_base_model("chain-base")[2])    # the chain the base model knows (max_steps_cap=16)
+    config = tppo.Config(base_model="chain-base", window=8, max_new_tokens=task.solution_len)
+    state, metrics = jax.jit(tppo.make_train(config, task))(jax.random.key(0))
+
+One training step (:func:`make_train`'s ``update``), top to bottom:
+
+1. **refill** (:func:`refill`): every slot whose response finished in the previous step (and every slot at the
+   start) gets a new problem; its prompt is prefilled into the slot's KV cache. Each prompt gets a serial
+   number (``Pool.prompt_id``) so that every response can be followed from its prompt to its score.
+2. **window** (:func:`collect_window`): with ``refresh_cache`` the KV cache of every slot is first recomputed
+   under the current parameters (continued responses were cached under older ones); then every slot decodes
+   up to ``l`` tokens. The sampler records each token's policy log-prob ``log π_old`` and the value
+   ``V_old(s_t)`` of the state it was chosen in. A response *finishes* at EOS or at ``max_new_tokens``;
+   finished responses are scored once, here, by the reward function (default: the task's verifier, 1/0).
+3. **EGAE** (:func:`window_advantages`, :func:`jaxrl_self.rl.advantages.egae`): GAE over the window's tokens,
+   ``δ_t = r_t + γ V(s_{t+1}) − V(s_t)``, ``A_t = δ_t + γ λ_π A_{t+1}``. A finished response uses the terminal
+   reward and ``V = 0`` after its last token (ordinary GAE); a response cut by the window edge bootstraps with
+   ``V(s_l) := V(s_{l−1})`` (``bootstrap="previous"``; ablations: ``"zero"``, the cut treated as terminal, and
+   ``"exact"``, the true ``V(s_l)`` from one more forward step). ``λ_π`` is ``policy_lambda`` or, with
+   ``length_adaptive_lambda``, ``1 − 1/(α · tokens so far)``. Advantages are whitened over the window's tokens
+   (``normalize_advantages``). A cut window carries no reward, only value differences: T-PPO learns only as
+   well as its value function does (``value_warmup_updates`` trains the value head alone for the first steps).
+4. **value targets** (:func:`value_targets`): with ``value_tokens="finished"`` (T-PPO) the value is trained only
+   on responses that finished in this step, on all their tokens, against the ``λ_V``-return of the whole
+   response (``value_lambda = 1``: the Monte-Carlo return, here the terminal reward); ``"all"`` (ablation)
+   trains it like the policy, on the window tokens of all responses against their EGAE ``λ_V``-returns.
+5. **learn** (:func:`learn` from GRPO, with :func:`tppo_loss`): ``update_epochs`` x ``num_minibatches`` of slots;
+   ``L = PPO-clip(window tokens of all slots) + vf_coef · value loss − ent_coef · entropy`` (token means),
+   global-norm clipping, Adam (``value_warmup_updates``: value loss and value head only). ``learner="full"``
+   re-scores each slot's whole buffer in one causal forward pass (exact gradients, the same computation as the
+   token-PPO learner); ``learner="window"`` recomputes only the window's tokens on top of the slot's KV cache,
+   with no gradient through the cached context (cheaper by about ``buffer / window``; :func:`window_scores`).
+
+The old log-probs in the PPO ratio are those of the policy that sampled the window: ``π_θ`` at the start of
+the step, reading a context cached under the same parameters (``refresh_cache=True``) or under the parameters
+that generated it (``False``; then the ``"full"`` learner starts from a ratio that is not exactly 1). Tokens of
+earlier windows are never trained by the policy loss again.
+
+Design notes, the equations and what the paper leaves open: ``docs/tppo.md``.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from jaxrl_self import lm, rl
+from jaxrl_self.algos import grpo
+from jaxrl_self.algos.grpo import (
+    EvalResult,
+    RewardFn,
+    guard_nonfinite,
+    is_group_reward,
+    learn,
+    load_policy,
+    make_optimizer,
+    sample_problems,
+    task_params_for,
+    verifier_reward,
+)
+from jaxrl_self.algos.token_ppo import token_gae
+from jaxrl_self.core.algorithm import Train
+from jaxrl_self.core.errors import ConfigError
+from jaxrl_self.core.sequence import Problem, SequenceTask
+from jaxrl_self.lm.evaluate import PROMPT_LAYOUTS, prompt_lengths
+from jaxrl_self.lm.sampling import entropy_from_logits, token_logprobs
+from jaxrl_self.nets.transformer import KVCache, TransformerConfig, apply
+from jaxrl_self.nets.transformer import init_params as init_model_params
+from jaxrl_self.rl.advantages import egae, length_adaptive_lambda
+
+__all__ = [
+    "NAME",
+    "DEFAULT_ENV",
+    "LEARNERS",
+    "BOOTSTRAPS",
+    "VALUE_TOKENS",
+    "Config",
+    "Pool",
+    "RunState",
+    "Metrics",
+    "Window",
+    "Batch",
+    "EvalResult",
+    "init_pool",
+    "refill",
+    "collect_window",
+    "bootstrap_value",
+    "window_advantages",
+    "value_targets",
+    "make_batch",
+    "window_scores",
+    "tppo_loss",
+    "make_train",
+    "make_eval",
+]
+
+NAME = "tppo"
+#: The task the CLI uses when ``--task``/``--env`` is not given: the long-tailed chain.
+DEFAULT_ENV = "chain"
+LEARNERS = ("full", "window")
+BOOTSTRAPS = ("previous", "zero", "exact")
+VALUE_TOKENS = ("finished", "all")
+
+
+def _static(default: Any) -> Any:
+    return struct.field(pytree_node=False, default=default)
+
+
+# ============================================================================================ configuration
+@struct.dataclass
+class Config:
+    """T-PPO hyper-parameters (static fields first, then the traced numeric ones)."""
+
+    # -- sizes (static)
+    num_updates: int = _static(200)
+    """training steps in the run (each: refill, decode one window, learn)"""
+    num_slots: int = _static(64)
+    """B, responses in flight (the pool); each step trains on their window tokens"""
+    window: int = _static(8)
+    """l, tokens each slot generates per step (a response longer than l spans several steps)"""
+    max_new_tokens: int = _static(38)
+    """response budget in tokens (a response without EOS ends there); the chain's longest answer is 38"""
+    update_epochs: int = _static(4)
+    """passes over each step's batch of slots"""
+    num_minibatches: int = _static(4)
+    """minibatches of slots per epoch; must divide num_slots"""
+    # -- method (static)
+    learner: str = _static("full")
+    """'full': re-score each slot's whole buffer (exact gradient); 'window': only the window, over the KV cache"""
+    refresh_cache: bool = _static(True)
+    """recompute every slot's KV cache under the current parameters before decoding a window"""
+    bootstrap: str = _static("previous")
+    """value after a cut: 'previous' (EGAE, V(s_l) := V(s_l-1)), 'zero' (ablation), 'exact' (V(s_l))"""
+    value_tokens: str = _static("finished")
+    """'finished': value on finished responses against their return; 'all': on every window token (ablation)"""
+    length_adaptive_lambda: bool = _static(False)
+    """policy λ per response = 1 - 1/(lambda_alpha * tokens so far) instead of policy_lambda"""
+    normalize_advantages: bool = _static(True)
+    """whiten the advantages over the window tokens of the step"""
+    clip_value_loss: bool = _static(False)
+    """clip the value loss around the values recorded when the tokens were sampled (value_clip_eps)"""
+    # -- model (static)
+    base_model: str = _static("")
+    """start from this shipped base model ('chain-base'...) plus a fresh value head; '' = fresh init of `model`"""
+    model: TransformerConfig = _static(TransformerConfig(num_layers=2, d_model=64, num_heads=4, d_ff=256, max_len=128,
+                                                         positional="learned", value_head=True))
+    """architecture of a freshly initialised policy (a value head is always added)"""
+    prompt_layout: str = _static("auto")
+    """how prompts are shown to the model: 'packed', 'padded', or 'auto' (the base model's layout, else 'packed')"""
+    # -- task (traced; None = the task's default)
+    min_difficulty: Optional[int] = None
+    """lowest difficulty sampled (addition: operand digits, chain: steps); None = the task's default"""
+    max_difficulty: Optional[int] = None
+    """highest difficulty sampled; None = the task's default"""
+    # -- numeric hyper-parameters (traced)
+    learning_rate: float = 1e-4
+    """Adam step size (after the warm-up)"""
+    warmup_updates: int = 0
+    """linear learning-rate warm-up over this many training steps (0 = constant)"""
+    value_warmup_updates: int = 0
+    """first training steps in which only the value head learns (EGAE needs an informative value)"""
+    gamma: float = 1.0
+    """discount over response tokens"""
+    policy_lambda: float = 0.95
+    """λ of the policy's EGAE (unless length_adaptive_lambda)"""
+    value_lambda: float = 1.0
+    """λ of the value targets (1 = Monte-Carlo return)"""
+    lambda_alpha: float = 1.0
+    """α of the length-adaptive policy λ = 1 - 1/(α · length)"""
+    clip_eps: float = 0.2
+    """PPO ratio clip ε"""
+    value_clip_eps: float = 0.2
+    """value clip range (with clip_value_loss)"""
+    vf_coef: float = 0.5
+    """value loss coefficient"""
+    ent_coef: float = 0.0
+    """entropy bonus coefficient"""
+    temperature: float = 1.0
+    """sampling temperature (the loss always uses the untempered policy)"""
+    format_penalty: float = 0.0
+    """default reward only: subtracted when no answer can be parsed from the response"""
+    max_grad_norm: float = 1.0
+    """global gradient-norm clip"""
+    adam_eps: float = 1e-8
+    """Adam ε"""
+    weight_decay: float = 0.0
+    """decoupled weight decay (AdamW); 0 = Adam"""
+
+    def validate(self, env: Any = None, env_params: Any = None) -> None:
+        """Raise :class:`~jaxrl_self.core.ConfigError` naming the first bad field (traced values are skipped);
+        with ``env`` (a :class:`~jaxrl_self.core.SequenceTask`) the task, difficulty range and lengths too."""
+        owner = "tppo.Config"
+
+        def fail(field, value, allowed):
+            raise ConfigError(field, value, allowed, owner)
+
+        for name in ("num_updates", "num_slots", "window", "max_new_tokens", "update_epochs", "num_minibatches"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v <= 0:
+                fail(name, v, "a positive integer")
+        if self.window > self.max_new_tokens:
+            fail("window", self.window, f"<= max_new_tokens={self.max_new_tokens} (a window as long as the longest "
+                 "response already makes every response finish in its first window)")
+        if self.num_slots % self.num_minibatches:
+            fail("num_minibatches", self.num_minibatches, f"a divisor of num_slots={self.num_slots}")
+        for name, allowed in (("learner", LEARNERS), ("bootstrap", BOOTSTRAPS), ("value_tokens", VALUE_TOKENS)):
+            if getattr(self, name) not in allowed:
+                fail(name, getattr(self, name), f"one of {allowed}")
+        for name in ("refresh_cache", "length_adaptive_lambda", "normalize_advantages", "clip_value_loss"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                fail(name, getattr(self, name), "True or False")
+        if not isinstance(self.base_model, str):
+            fail("base_model", self.base_model, "a base model name or '' (fresh initialisation)")
+        if not isinstance(self.model, TransformerConfig):
+            fail("model", self.model, "a jaxrl_self.nets.transformer.TransformerConfig")
+        if self.prompt_layout not in ("auto",) + PROMPT_LAYOUTS:
+            fail("prompt_layout", self.prompt_layout, f"one of {('auto',) + PROMPT_LAYOUTS}")
+        for name in ("min_difficulty", "max_difficulty"):
+            v = getattr(self, name)
+            if v is None or isinstance(v, jax.core.Tracer):
+                continue
+            arr = np.asarray(v)
+            if not (np.issubdtype(arr.dtype, np.integer) and np.all(arr >= 1)):
+                fail(name, v, "None or an integer >= 1")
+
+        unit = (lambda x: (x >= 0) & (x <= 1), "a number in [0, 1]")
+        positive = (lambda x: np.isfinite(x) & (x > 0), "a finite number > 0")
+        non_negative = (lambda x: np.isfinite(x) & (x >= 0), "a finite number >= 0")
+        numeric = {
+            "learning_rate": positive, "gamma": unit, "policy_lambda": unit, "value_lambda": unit,
+            "lambda_alpha": positive, "clip_eps": positive, "value_clip_eps": positive, "vf_coef": non_negative,
+            "ent_coef": non_negative, "temperature": positive,
+            "format_penalty": (lambda x: np.isfinite(x), "a finite number"),
+            "max_grad_norm": (lambda x: x > 0, "a number > 0 (inf disables clipping)"),
+            "adam_eps": positive, "weight_decay": non_negative,
+            "warmup_updates": (lambda x: (x >= 0) & (x == np.round(x)), "an integer >= 0"),
+            "value_warmup_updates": (lambda x: (x >= 0) & (x == np.round(x)), "an integer >= 0"),
+        }
+        for name, (ok, allowed) in numeric.items():
+            v = getattr(self, name)
+            if isinstance(v, jax.core.Tracer):
+                continue
+            try:
+                arr = np.asarray(v, dtype=np.float64)
+            except (TypeError, ValueError):
+                fail(name, v, allowed)
+            if arr.size == 0 or not np.all(ok(arr)):
+                fail(name, v, allowed)
+
+        if env is not None:
+            if not isinstance(env, SequenceTask):
+                fail("env", getattr(env, "name", type(env).__name__),
+                     "a SequenceTask (a token task such as 'chain' or 'addition'); pass --task chain")
+            task_params_for(self, env, env_params)  # checks the difficulty range against the task
+            if not self.base_model:
+                grpo._check_model(self.model, env, self.max_new_tokens, owner, "model")
+
+
+# ============================================================================================ state and metrics
+@struct.dataclass
+class Pool:
+    """``B`` response slots in flight, ``S = prompt_len + max_new_tokens`` buffer positions each.
+
+    Attributes:
+        slots: the generation state (:class:`~jaxrl_self.lm.DecodeState`): token buffers ``[B, S]``, KV caches,
+            lengths, prompt lengths, ``done`` flags (finished, waiting to be refilled) and sampling keys.
+        problem: the :class:`~jaxrl_self.core.Problem` each slot is answering (leaves ``[B, ...]``).
+        prompt_id: ``[B]`` int32 serial number of the slot's prompt (prompts are numbered 0, 1, 2... in the
+            order they enter the pool); -1 for a slot never filled.
+        values: ``[B, S]`` float32 ``V_old(s)`` recorded when each response token was sampled (buffer positions;
+            only the response positions of a slot are meaningful).
+    """
+
+    slots: lm.DecodeState
+    problem: Problem
+    prompt_id: jax.Array
+    values: jax.Array
+
+
+@struct.dataclass
+class RunState:
+    """Everything a run needs to continue, the pool of half-finished responses included (one pytree)."""
+
+    params: Any  # policy + value head parameters (shared trunk)
+    opt_state: Any
+    rng: jax.Array
+    update_step: jax.Array  # int32
+    env_steps: jax.Array  # int32, response tokens generated (= policy-trained tokens) so far
+    nonfinite_update: jax.Array  # int32, -1 or the first update with a NaN/inf loss
+    pool: Pool
+    prompts_issued: jax.Array  # int32, prompts that entered the pool so far (the next prompt_id)
+    responses_finished: jax.Array  # int32, responses finished and scored so far
+    reward_extras: Any = None
+
+
+@struct.dataclass
+class Metrics:
+    """One row per training step (scalars per seed). Statistics of *finished* responses are NaN in a step where
+    none finished (``episode_return_valid`` False); loss statistics are means over epochs and minibatches."""
+
+    env_steps: jax.Array  # cumulative generated (= policy-trained) response tokens
+    episode_return: jax.Array  # mean reward of the responses finished in this step
+    episode_return_valid: jax.Array  # at least one response finished
+    accuracy: jax.Array  # verifier accuracy of the finished responses
+    format_valid: jax.Array  # fraction of finished responses with a parseable answer
+    response_length: jax.Array  # mean length of the finished responses (EOS included)
+    truncated: jax.Array  # fraction of finished responses cut at max_new_tokens without EOS
+    num_finished: jax.Array  # responses finished (and scored) in this step
+    window_tokens: jax.Array  # tokens generated in this step
+    slot_utilization: jax.Array  # window_tokens / (num_slots * window)
+    loss: jax.Array
+    policy_loss: jax.Array
+    value_loss: jax.Array  # token mean over the value-trained tokens of the step; NaN when there were none
+    value_tokens: jax.Array  # tokens the value was trained on in this step
+    entropy: jax.Array
+    approx_kl: jax.Array
+    clip_fraction: jax.Array
+    grad_norm: jax.Array
+    value_mean: jax.Array  # token mean of V_old over the window
+    advantage_mean: jax.Array  # token mean of the raw EGAE advantage over the window
+    learning_rate: jax.Array
+
+
+@struct.dataclass
+class Window:
+    """What one window of decoding produced, per slot (``[B]``) or per window step (``[B, l]``).
+
+    ``tokens``/``mask``/``logp``/``values``/``finished``/``position`` are the sampler's
+    :class:`~jaxrl_self.lm.DecodeOutput` (``mask`` a prefix per slot; ``logp = log π_old``; ``values =
+    V_old(s_t)``; ``position`` the token's index in the slot buffer).
+    """
+
+    prompt_id: jax.Array  # [B] int32, the prompt each slot worked on in this window
+    start: jax.Array  # [B] int32, buffer index of the window's first token (slot length before the window)
+    tokens: jax.Array  # [B, l] int32
+    mask: jax.Array  # [B, l] bool
+    logp: jax.Array  # [B, l] float32
+    values: jax.Array  # [B, l] float32
+    finished: jax.Array  # [B, l] bool
+    position: jax.Array  # [B, l] int32
+    done: jax.Array  # [B] bool, the slot's response finished in this window (it was scored)
+    reward: jax.Array  # [B] float32, task reward of finished responses, 0 elsewhere
+    correct: jax.Array  # [B] bool, verifier (meaningful where done)
+    format_valid: jax.Array  # [B] bool, a parseable answer (meaningful where done)
+    response_len: jax.Array  # [B] int32, response tokens after the window
+    bootstrap: jax.Array  # [B] float32, V(s_l) used where the window cuts a response
+
+
+@struct.dataclass
+class Batch:
+    """The learner's data, leading axis ``B`` slots (minibatches are cut along it)."""
+
+    tokens: jax.Array  # [B, S] int32 slot buffers after the window
+    prompt_len: jax.Array  # [B] int32
+    length: jax.Array  # [B] int32
+    start: jax.Array  # [B] int32 first window position
+    cache: Optional[KVCache]  # keys/values [B, L, S, H, D] (learner="window" only, else None)
+    window_mask: jax.Array  # [B, l] bool, the policy-trained tokens
+    old_logp: jax.Array  # [B, l] float32
+    advantages: jax.Array  # [B, l] float32 (whitened if configured)
+    value_mask: jax.Array  # [B, S] bool, the value-trained positions
+    value_target: jax.Array  # [B, S] float32
+    value_old: jax.Array  # [B, S] float32, V recorded at sampling time (for value clipping)
+    warmup: jax.Array  # [B] bool, value warm-up step: only the value head learns (the same flag on every row)
+
+
+# ============================================================================================ 1. the pool
+def init_pool(model_config: TransformerConfig, task: SequenceTask, num_slots: int, max_new_tokens: int) -> Pool:
+    """An empty pool: every slot done (to be filled by the first :func:`refill`), ``prompt_id = -1``."""
+    S = task.prompt_len + max_new_tokens
+    problem = jax.eval_shape(lambda k: sample_problems(k, task, task.default_params, num_slots), jax.random.key(0))
+    return Pool(
+        slots=lm.init_decode_state(model_config, num_slots, S),
+        problem=jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), problem),
+        prompt_id=jnp.full((num_slots,), -1, jnp.int32),
+        values=jnp.zeros((num_slots, S), jnp.float32),
+    )
+
+
+def refill(key: jax.Array, params: Any, pool: Pool, prompts_issued: jax.Array, *, task: SequenceTask,
+           task_params: Any, model_config: TransformerConfig, prompt_layout: str) -> tuple[Pool, jax.Array]:
+    """Give every done slot a new problem (in slot order, numbered from ``prompts_issued``) and prefill its
+    prompt; the other slots are untouched bit for bit. Returns ``(pool, prompts_issued)``.
+
+    ``B`` problems are sampled every step (fixed shapes); those of slots that keep their response are unused.
+    """
+    k_prob, k_slot = jax.random.split(key)
+    B = pool.prompt_id.shape[0]
+    new = sample_problems(k_prob, task, task_params, B)
+    fill = pool.slots.done
+    plen = prompt_lengths(new.prompt, prompt_layout)
+    slots = lm.reset_slots(params, pool.slots, fill, new.prompt, plen, jax.random.split(k_slot, B),
+                           config=model_config)
+    rank = jnp.cumsum(fill.astype(jnp.int32)) - 1
+    prompt_id = jnp.where(fill, prompts_issued + rank, pool.prompt_id).astype(jnp.int32)
+    problem = jax.tree.map(lambda n, o: jnp.where(fill.reshape((-1,) + (1,) * (n.ndim - 1)), n, o), new, pool.problem)
+    pool = pool.replace(slots=slots, problem=problem, prompt_id=prompt_id)
+    return pool, prompts_issued + jnp.sum(fill, dtype=jnp.int32)
+
+
+def _responses(slots: lm.DecodeState, max_new_tokens: int, pad_id: int) -> tuple[jax.Array, jax.Array]:
+    """Each slot's response so far as ``([B, R] tokens, PAD after the end; [B, R] mask)``."""
+    R = max_new_tokens
+    idx = slots.prompt_len[:, None] + jnp.arange(R)[None, :]
+    mask = jnp.arange(R)[None, :] < slots.response_len[:, None]
+    tokens = jnp.take_along_axis(slots.tokens, jnp.clip(idx, 0, slots.tokens.shape[1] - 1), axis=1)
+    return jnp.where(mask, tokens, pad_id), mask
+
+
+def bootstrap_value(params: Any, slots: lm.DecodeState, *, config: TransformerConfig) -> jax.Array:
+    """``V(s_l)`` ``[B]``: the value of each slot's current state (its last token fed at position
+    ``length - 1`` over the slot's KV cache; one ``[B, 1]`` forward step, nothing is appended)."""
+    S = slots.tokens.shape[1]
+    pos = jnp.maximum(slots.length - 1, 0)
+    pending = jnp.take_along_axis(slots.tokens, pos[:, None], axis=1)
+    attn = (jnp.arange(S)[None, :] <= pos[:, None])[:, None, :]
+    _, values, _ = apply(params, pending, pos[:, None], attn, slots.cache, config=config)
+    return values[:, 0]
+
+
+def collect_window(key: jax.Array, params: Any, pool: Pool, prompts_issued: jax.Array, *, config: Config,
+                   task: SequenceTask, task_params: Any, model_config: TransformerConfig, prompt_layout: str,
+                   reward_fn: RewardFn, reward_extras: Any = None) -> tuple[Pool, jax.Array, Window]:
+    """Refill, (refresh the caches,) decode one window of ``config.window`` tokens per slot and score the
+    responses that finished. Returns ``(pool, prompts_issued, window)``; finished slots keep their response
+    (``pool.slots.done``) until the next :func:`refill`."""
+    k_refill, k_reward = jax.random.split(key)
+    pool, prompts_issued = refill(k_refill, params, pool, prompts_issued, task=task, task_params=task_params,
+                                  model_config=model_config, prompt_layout=prompt_layout)
+    slots = pool.slots
+    if config.refresh_cache:
+        slots = lm.refresh_cache(params, slots, config=model_config)
+    start = slots.length
+    sampling = lm.SamplingConfig(max_new_tokens=config.max_new_tokens, temperature=config.temperature)
+    slots, out = lm.decode(params, slots, config.window, config=model_config, sampling=sampling)
+    B, S = slots.tokens.shape
+    rows = jnp.arange(B)[:, None]
+    values = pool.values.at[rows, out.position].set(out.values, mode="drop")  # positions past S are dropped
+
+    # score the responses that finished in this window, exactly once
+    done = jnp.any(out.finished, axis=1)
+    responses, rmask = _responses(slots, config.max_new_tokens, task.vocab.PAD)
+    reward = jax.vmap(reward_fn, in_axes=(0, 0, 0, 0, None))(pool.problem, responses, rmask,
+                                                             jax.random.split(k_reward, B), reward_extras)
+    correct = jax.vmap(task.is_correct)(pool.problem, responses)
+    format_valid = jax.vmap(task.extract_answer)(responses)[1]
+
+    if config.bootstrap == "previous":
+        last = jnp.maximum(jnp.sum(out.mask, axis=1) - 1, 0)
+        boot = jnp.take_along_axis(out.values, last[:, None], axis=1)[:, 0]
+    elif config.bootstrap == "zero":
+        boot = jnp.zeros((B,), jnp.float32)
+    else:
+        boot = bootstrap_value(params, slots, config=model_config)
+
+    window = Window(prompt_id=pool.prompt_id, start=start, tokens=out.tokens, mask=out.mask, logp=out.logp,
+                    values=out.values, finished=out.finished, position=out.position, done=done,
+                    reward=jnp.where(done, jnp.asarray(reward, jnp.float32), 0.0), correct=correct,
+                    format_valid=format_valid, response_len=slots.response_len, bootstrap=boot)
+    return pool.replace(slots=slots, values=values), prompts_issued, window
+
+
+# ============================================================================================ 2. advantages, targets
+def _token_rewards(window: Window) -> jax.Array:
+    """``[B, l]``: the task reward on the token that finished the response, 0 elsewhere."""
+    return jnp.where(window.finished & window.mask, window.reward[:, None], 0.0)
+
+
+def window_advantages(config: Config, window: Window, gae_lambda: Any) -> tuple[jax.Array, jax.Array]:
+    """EGAE over the window, ``([B, l] advantages, [B, l] λ-returns)`` with ``λ = gae_lambda`` (scalar or
+    ``[B]``) and the cut responses bootstrapped with ``window.bootstrap`` (see :func:`collect_window`)."""
+    adv, ret = egae(_token_rewards(window).T, window.values.T, window.mask.T, window.finished.T, config.gamma,
+                    gae_lambda, bootstrap_values=window.bootstrap)
+    return adv.T, ret.T
+
+
+def _to_buffer(x: jax.Array, position: jax.Array, mask: jax.Array, shape: tuple[int, int]) -> jax.Array:
+    """Scatter window-coordinate ``x [B, l]`` to buffer coordinates ``[B, S]`` (0 / False elsewhere)."""
+    rows = jnp.arange(shape[0])[:, None]
+    zero = jnp.zeros(shape, x.dtype)
+    return zero.at[rows, position].set(jnp.where(mask, x, jnp.zeros((), x.dtype)), mode="drop")
+
+
+def value_targets(config: Config, window: Window, pool: Pool) -> tuple[jax.Array, jax.Array]:
+    """Value-training positions and targets in buffer coordinates, ``([B, S] bool, [B, S] float32)``.
+
+    ``value_tokens="finished"``: every response token of the slots whose response finished in this window,
+    target the ``value_lambda``-return of the whole response computed with the values recorded when its tokens
+    were sampled (``value_lambda = 1``: the Monte-Carlo return ``Σ γ^k r``; the values cancel).
+    ``"all"``: the window tokens of every slot, target the EGAE ``value_lambda``-return of the window.
+    """
+    slots = pool.slots
+    B, S = slots.tokens.shape
+    if config.value_tokens == "all":
+        _, ret = window_advantages(config, window, config.value_lambda)
+        return _to_buffer(window.mask, window.position, window.mask, (B, S)), _to_buffer(ret, window.position,
+                                                                                        window.mask, (B, S))
+    resp = slots.response_mask & window.done[:, None]
+    last = jnp.arange(S)[None, :] == (slots.length - 1)[:, None]
+    rewards = jnp.where(resp & last, window.reward[:, None], 0.0)
+    _, ret = token_gae(rewards, pool.values, resp, config.gamma, config.value_lambda)
+    return resp, ret
+
+
+def make_batch(config: Config, window: Window, pool: Pool, advantages: jax.Array, value_mask: jax.Array,
+               value_target: jax.Array, warmup: jax.Array | bool = False) -> Batch:
+    """The learner's batch (advantages whitened over the window tokens if ``config.normalize_advantages``);
+    ``warmup`` (scalar bool) marks a value warm-up step."""
+    adv = rl.normalize_advantages(advantages, window.mask) if config.normalize_advantages else advantages
+    slots = pool.slots
+    cache = None
+    if config.learner == "window":
+        cache = jax.tree.map(lambda x: jnp.moveaxis(x, 1, 0), slots.cache)  # slots first, for minibatching
+    return Batch(tokens=slots.tokens, prompt_len=slots.prompt_len, length=slots.length, start=window.start,
+                 cache=cache, window_mask=window.mask, old_logp=window.logp, advantages=adv, value_mask=value_mask,
+                 value_target=value_target, value_old=pool.values,
+                 warmup=jnp.broadcast_to(jnp.asarray(warmup, bool), window.start.shape))
+
+
+# ============================================================================================ 3. the loss
+def window_scores(params: Any, tokens: jax.Array, cache: KVCache, start: jax.Array, window: int, *,
+                  config: TransformerConfig) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Log-probs, entropies and values ``[B, l]`` of the window tokens at buffer positions ``start + j``,
+    recomputed on top of the slots' KV cache (``cache.keys [L, B, S, H, D]``).
+
+    One forward pass over ``l`` tokens per slot: the inputs are the tokens at positions ``o, ..., o + l - 1``
+    with ``o = min(start - 1, S - l)`` (the token before the window and the window's tokens but the last);
+    their keys/values are recomputed with ``params`` and overwrite the cache there, while the context before
+    ``o`` is read from the cache under ``stop_gradient``. With a cache computed under ``params`` this equals
+    :func:`jaxrl_self.lm.score` on those positions; its gradient omits the context's dependence on ``params``.
+    """
+    B, S = tokens.shape
+    off = jnp.clip(start - 1, 0, S - window)
+    idx = off[:, None] + jnp.arange(window)[None, :]  # input positions
+    inputs = jnp.take_along_axis(tokens, idx, axis=1)
+    attn = jnp.arange(S)[None, None, :] <= idx[:, :, None]
+    logits, values, _ = apply(params, inputs, idx, attn, jax.lax.stop_gradient(cache), config=config)
+    targets = jnp.take_along_axis(tokens, jnp.minimum(idx + 1, S - 1), axis=1)
+    logp, ent = token_logprobs(logits, targets), entropy_from_logits(logits)
+    out_idx = jnp.clip(start[:, None] - 1 - off[:, None] + jnp.arange(window)[None, :], 0, window - 1)
+    take = lambda x: jnp.take_along_axis(x, out_idx, axis=1)  # noqa: E731
+    return take(logp), take(ent), take(values)
+
+
+def tppo_loss(config: Config, model_config: TransformerConfig, params: Any, mb: Batch) -> tuple[jax.Array, dict]:
+    """T-PPO's objective on a minibatch of slots: PPO-clip on the window tokens (token mean) + ``vf_coef`` x
+    value loss on the value positions (token mean) − ``ent_coef`` x entropy of the window tokens.
+
+    Every per-token input is replaced by a constant outside its mask before any arithmetic, so neither the loss
+    nor its gradient sees padding. On a value warm-up step (``mb.warmup``) the loss is ``vf_coef`` x value loss
+    and only the value head receives a gradient (the shared trunk is held fixed). Returns ``(loss, aux)``.
+    """
+    warm = mb.warmup[0]
+    params = {k: v if k == "value_head" else jax.tree.map(lambda p: jnp.where(warm, jax.lax.stop_gradient(p), p), v)
+              for k, v in params.items()}
+    B, l = mb.window_mask.shape
+    S = mb.tokens.shape[1]
+    pos = jnp.clip(mb.start[:, None] + jnp.arange(l)[None, :], 0, S - 1)
+    if config.learner == "full":
+        out = lm.score(params, mb.tokens, mb.prompt_len, mb.length, config=model_config, with_entropy=True)
+        logp = jnp.take_along_axis(out.logp, pos, axis=1)
+        entropy = jnp.take_along_axis(out.entropy, pos, axis=1)
+        values, v_mask, v_target, v_old = out.values, mb.value_mask, mb.value_target, mb.value_old
+    else:
+        cache = jax.tree.map(lambda x: jnp.moveaxis(x, 0, 1), mb.cache)
+        logp, entropy, values = window_scores(params, mb.tokens, cache, mb.start, l, config=model_config)
+        take = lambda x: jnp.take_along_axis(x, pos, axis=1)  # noqa: E731
+        v_mask = take(mb.value_mask) & mb.window_mask
+        v_target, v_old = take(mb.value_target), take(mb.value_old)
+
+    m, vm = mb.window_mask, v_mask
+    z = jnp.zeros((), jnp.float32)
+    logp, old_logp, adv, entropy = (jnp.where(m, x, z) for x in (logp, mb.old_logp, mb.advantages, entropy))
+    values, v_target, v_old = (jnp.where(vm, x, z) for x in (values, v_target, v_old))
+    policy_loss, stats = rl.ppo_policy_loss(logp, old_logp, adv, config.clip_eps, m)
+    v_loss = rl.value_loss(values, v_old, v_target, config.value_clip_eps if config.clip_value_loss else None, vm)
+    ent = rl.entropy_bonus(entropy, m)
+    loss = jnp.where(warm, config.vf_coef * v_loss, policy_loss + config.vf_coef * v_loss - config.ent_coef * ent)
+    return loss, {"policy_loss": policy_loss, "value_loss": v_loss, "value_tokens": jnp.sum(vm).astype(jnp.float32),
+                  "entropy": jax.lax.stop_gradient(ent), "approx_kl": stats.approx_kl,
+                  "clip_fraction": stats.clip_fraction}
+
+
+# ============================================================================================ the run
+def _finished_mean(x: jax.Array, done: jax.Array) -> jax.Array:
+    """Mean of ``x`` over finished responses; NaN when none finished (never a placeholder zero)."""
+    n = jnp.sum(done)
+    return jnp.where(n > 0, jnp.sum(jnp.where(done, x, 0.0)) / jnp.maximum(n, 1), jnp.nan).astype(jnp.float32)
+
+
+def make_train(config: Config, env: SequenceTask, env_params: Any = None, *, reward_fn: Any = None,
+               reward_extras: Any = None, init_params: Any = None,
+               model_config: TransformerConfig | None = None) -> Train[RunState]:
+    """Build the training run ``train(key) -> (RunState, Metrics)`` (metrics ``[num_updates]`` per field).
+
+    Args:
+      config: the :class:`Config` (numeric fields may be traced: call inside ``jax.vmap`` for a sweep).
+      env: the :class:`~jaxrl_self.core.SequenceTask` (default task of the CLI: ``chain``).
+      env_params: the task's parameters (default ``env.default_params``; the config's difficulty range applies).
+      reward_fn: a per-response :class:`~jaxrl_self.algos.grpo.RewardFn` (default: the verifier, 1/0 minus
+        ``format_penalty`` for unparseable answers); group rewards are not supported (no groups here).
+      reward_extras: the initial ``RunState.reward_extras``.
+      init_params, model_config: start from these parameters (a value head is added if missing).
+    """
+    config.validate(env, env_params)
+    task = env
+    if reward_fn is not None and is_group_reward(reward_fn):
+        raise ConfigError("reward_fn", getattr(reward_fn, "__name__", reward_fn),
+                          "a per-response RewardFn (T-PPO has no groups of responses)", "tppo.make_train")
+    task_params = task_params_for(config, task, env_params)
+    params0, model_cfg, layout = load_policy(config, task, value_head=True, init_params=init_params,
+                                             model_config=model_config, owner="tppo.Config")
+    if model_cfg.max_len < task.prompt_len + config.max_new_tokens:  # load_policy checks it; keep the invariant
+        raise ConfigError("max_new_tokens", config.max_new_tokens,
+                          f"<= model max_len - prompt_len = {model_cfg.max_len - task.prompt_len}", "tppo.Config")
+    reward_fn = verifier_reward(task, config.format_penalty) if reward_fn is None else reward_fn
+    tx = make_optimizer(config)
+    B, l = config.num_slots, config.window
+
+    def loss_fn(params, mb):
+        return tppo_loss(config, model_cfg, params, mb)
+
+    def init(key: jax.Array) -> RunState:
+        k_params, k_run = jax.random.split(key)
+        params = init_model_params(k_params, model_cfg) if params0 is None else params0
+        zero = jnp.zeros((), jnp.int32)
+        return RunState(params=params, opt_state=tx.init(params), rng=k_run, update_step=zero, env_steps=zero,
+                        nonfinite_update=jnp.full((), -1, jnp.int32),
+                        pool=init_pool(model_cfg, task, B, config.max_new_tokens), prompts_issued=zero,
+                        responses_finished=zero, reward_extras=reward_extras)
+
+    def update(state: RunState) -> tuple[RunState, Metrics]:
+        rng, k_window, k_learn = jax.random.split(state.rng, 3)
+        # 1-2. refill finished slots, decode one window, score the responses that finished
+        pool, issued, window = collect_window(
+            k_window, state.params, state.pool, state.prompts_issued, config=config, task=task,
+            task_params=task_params, model_config=model_cfg, prompt_layout=layout, reward_fn=reward_fn,
+            reward_extras=state.reward_extras)
+        # 3. EGAE for the policy (per-response λ if length-adaptive)
+        lam = (length_adaptive_lambda(window.response_len, config.lambda_alpha) if config.length_adaptive_lambda
+               else config.policy_lambda)
+        advantages, _ = window_advantages(config, window, lam)
+        # 4. value targets (finished responses against their return, or every window token)
+        v_mask, v_target = value_targets(config, window, pool)
+        # 5. learn
+        warmup = state.update_step < config.value_warmup_updates
+        batch = make_batch(config, window, pool, advantages, v_mask, v_target, warmup)
+        params, opt_state, stats = learn(k_learn, config, loss_fn, tx, state.params, state.opt_state, batch)
+        params, opt_state, nonfinite = guard_nonfinite(state, params, opt_state, stats["loss"])
+
+        n_tokens = jnp.sum(window.mask, dtype=jnp.int32)
+        env_steps = state.env_steps + n_tokens
+        v_tokens = stats.pop("value_tokens")
+        v_loss = stats.pop("value_loss")
+        done = window.done
+        truncated = done & ~jnp.any(window.finished & (window.tokens == task.vocab.EOS), axis=1)
+        metrics = Metrics(
+            env_steps=env_steps,
+            episode_return=_finished_mean(window.reward, done),
+            episode_return_valid=jnp.any(done),
+            accuracy=_finished_mean(window.correct.astype(jnp.float32), done),
+            format_valid=_finished_mean(window.format_valid.astype(jnp.float32), done),
+            response_length=_finished_mean(window.response_len.astype(jnp.float32), done),
+            truncated=_finished_mean(truncated.astype(jnp.float32), done),
+            num_finished=jnp.sum(done, dtype=jnp.int32),
+            window_tokens=n_tokens,
+            slot_utilization=n_tokens.astype(jnp.float32) / (B * l),
+            value_loss=jnp.where(jnp.sum(v_tokens) > 0, jnp.sum(v_loss * v_tokens) / jnp.maximum(jnp.sum(v_tokens), 1),
+                                 jnp.nan),
+            value_tokens=jnp.sum(v_mask, dtype=jnp.int32),
+            **{k: jnp.mean(v) for k, v in stats.items()},
+            value_mean=rl.masked_mean(window.values, window.mask),
+            advantage_mean=rl.masked_mean(advantages, window.mask),
+            learning_rate=jnp.asarray(config.learning_rate, jnp.float32),
+        )
+        new_state = state.replace(params=params, opt_state=opt_state, rng=rng, update_step=state.update_step + 1,
+                                  env_steps=env_steps, nonfinite_update=nonfinite, pool=pool, prompts_issued=issued,
+                                  responses_finished=state.responses_finished + jnp.sum(done, dtype=jnp.int32))
+        return new_state, metrics
+
+    return Train(init=init, update=update, num_updates=config.num_updates, config=config)
+
+
+def make_eval(config: Config, env: SequenceTask, env_params: Any = None, *,
+              model_config: TransformerConfig | None = None, greedy: bool = True):
+    """Held-out accuracy of whole responses generated start to finish (``max_new_tokens``), as
+    :func:`jaxrl_self.algos.grpo.make_eval` with the value-head model config."""
+    return grpo.make_eval(config, env, env_params, model_config=model_config, greedy=greedy, value_head=True)

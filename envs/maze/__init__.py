@@ -8,6 +8,7 @@ Modules: :mod:`~.level` (the ``Level`` pytree, ASCII format, held-out mazes), :m
 observation), :mod:`~.generators` (DR generator, ACCEL edits, perfect mazes, four rooms), :mod:`~.solver`
 (BFS shortest paths), :mod:`~.render` (numpy images; Pillow only for ``save_png``).
 """
+from jaxrl_self.envs.maze.editor import EDITOR_ORDERS, EditorParams, EditorState, MazeEditor  # noqa: F401 (PAIRED)
 from jaxrl_self.envs.maze.env import COLOR_TO_INDEX, OBJECT_TO_INDEX, Maze, MazeParams, MazeState
 from jaxrl_self.envs.maze.generators import EDIT_KINDS, four_rooms, mutate_level, perfect_maze, random_walls_level
 from jaxrl_self.envs.maze.level import (

@@ -20,6 +20,14 @@ ALGORITHMS: dict[str, str] = {
     "grpo": "jaxrl_self.algos.grpo",
     "token_ppo": "jaxrl_self.algos.token_ppo",
     "tppo": "jaxrl_self.algos.tppo",
+    # curricula on level environments (the maze): PPO students with a level curriculum
+    "dr": "jaxrl_self.curricula.dr",
+    "plr": "jaxrl_self.curricula.plr",
+    "robust_plr": "jaxrl_self.curricula.robust_plr",
+    "accel": "jaxrl_self.curricula.accel",
+    "parallel_plr": "jaxrl_self.curricula.parallel_plr",
+    "parallel_accel": "jaxrl_self.curricula.parallel_accel",
+    "paired": "jaxrl_self.curricula.paired",
 }
 
 

@@ -12,6 +12,14 @@ from jaxrl_self.curricula.scores import (
     compute_scores,
     episode_stats,
 )
+from jaxrl_self.curricula.evaluation import (
+    EvalMetrics,
+    EvalResult,
+    HeldOutSet,
+    heldout_set,
+    make_heldout_eval,
+    periodic_eval,
+)
 
 __all__ = [
     "BufferStats",
@@ -23,4 +31,12 @@ __all__ = [
     "LevelScores",
     "compute_scores",
     "episode_stats",
+    "EvalMetrics",
+    "EvalResult",
+    "HeldOutSet",
+    "heldout_set",
+    "make_heldout_eval",
+    "periodic_eval",
 ]
+# Curricula (each an algorithm module for the CLI: Config, make_train, RunState, Metrics, make_eval, NAME):
+# jaxrl_self.curricula.dr, .plr, .robust_plr, .accel, .parallel_plr, .parallel_accel; shared pieces in .common.

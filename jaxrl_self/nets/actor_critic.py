@@ -30,6 +30,8 @@ from flax.linen.initializers import constant
 
 from jaxrl_self.nets.initializers import lecun_normal, orthogonal
 
+from jaxrl_self.nets.recurrence import lstm_sequence
+
 __all__ = ["MLPActorCritic", "RecurrentActorCritic", "LSTM", "MazeEncoder", "MLPEncoder", "ACTIVATIONS"]
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu}
@@ -98,16 +100,8 @@ class LSTM(nn.Module):
         gates_x = nn.Dense(4 * hdim, kernel_init=lecun_normal(), name="input")(x)  # [T, N, 4H]
         w_h = self.param("recurrent_kernel", orthogonal(), (hdim, 4 * hdim))
 
-        def step(state, inputs):
-            gx, reset = inputs
-            c, h = jax.tree.map(lambda s: jnp.where(reset[:, None], 0.0, s), state)
-            z = gx + h @ w_h
-            i, f, g, o = jnp.split(z, 4, axis=-1)
-            c = nn.sigmoid(f) * c + nn.sigmoid(i) * jnp.tanh(g)
-            h = nn.sigmoid(o) * jnp.tanh(c)
-            return (c, h), h
-
-        return jax.lax.scan(step, carry, (gates_x, first))
+        # the time loop (a lax.scan) with a backward pass that keeps dW_h out of the loop: jaxrl_self.nets.recurrence
+        return lstm_sequence(w_h, gates_x, first, carry)
 
     @staticmethod
     def initial_carry(batch_size: int, features: int = 256) -> tuple[jax.Array, jax.Array]:

@@ -1,0 +1,630 @@
+"""UED curricula on the maze: (a) training speed against jaxued, (b) held-out results of DR, PLR⊥ and ACCEL.
+
+Usage::
+
+    python benchmarks/ued_maze.py speed              # (a) ~25-40 min on a quiet 2-core CPU (compiles dominate)
+    python benchmarks/ued_maze.py speed --quick      # smoke test: 8 envs, PLR⊥ only, short timing
+    python benchmarks/ued_maze.py results            # (b) DR, PLR⊥, ACCEL, 3 seeds each, one after the other
+    python benchmarks/ued_maze.py results --quick    # smoke test: tiny budget and agent
+    python benchmarks/ued_maze.py table              # rewrite the markdown tables and plots from the JSON files
+
+**(a) Speed.** Environment steps per second of a whole training update (rollout, scoring, buffer, PPO, level
+statistics; compile time measured apart and excluded) for DR, robust PLR (PLR⊥), ACCEL and PAIRED with the
+standard maze agent (conv + LSTM 256) at 8 and 32 environments x 256 steps, one seed, jaxued's hyper-parameters
+(5 PPO epochs of 1 minibatch, buffer of 4000). Each measurement is a subprocess: ``Train.run`` over ``K``
+updates is compiled once (``jax.jit(...).lower(...).compile()``, timed), ``W`` warm-up updates fill the buffer
+past ``minimum_fill_ratio`` (0.02 here, so that replay cycles start within the warm-up: the timed updates are
+the steady mix of 80% replay / 20% new cycles, with ACCEL's mutate cycles), then repetitions of ``K`` updates
+are timed (median reported). Env steps per update: ``num_envs x num_steps`` (PAIRED: both students, jaxued's
+count). The timing is of our default program (no held-out evaluation inside the timed window).
+
+The peer is **jaxued from PyPI** (``Maze``, ``AutoReplayWrapper``, ``LevelSampler``, ``make_level_generator``,
+``make_level_mutator_minimax``, ``max_mc``) in a training loop *of the same shape* as jaxued's
+``examples/maze_plr.py`` (new / replay / mutate cycles under ``lax.switch``, its LSTM-256 ``ActorCritic`` built
+on ``jaxued.linen.ResetRNN``, GAE, PPO with value clipping), written here because the example script is not in
+the PyPI package (and needs wandb); it runs in its own venv (``benchmarks/.venvs/peers``, shared with
+``env_throughput.py``) with the same XLA flags, timed the same way, with the same warm-up and branch mix. The
+issue's anchor: jaxued's own ``maze_plr.py`` ran PLR at about 3.75k env steps/s with 8 envs x 256 steps on
+this CPU.
+
+**(b) Results.** ``jaxrl-self``'s runner trains DR, PLR⊥ and ACCEL (default configs: jaxued's
+hyper-parameters, LSTM 256, 32 envs x 256 steps, 25-wall generator, MaxMC) for ``--steps-per-seed`` env steps
+with ``--seeds`` seeds vmapped in one program, and evaluates on the held-out set (8 named mazes + 4 PerfectMaze
++ 4 FourRooms, 10 attempts each, 250 steps) every ``--eval-every`` updates inside the program. Run folders go
+to ``runs/ued_maze/<method>`` (git-ignored; an interrupted method resumes from its last checkpoint); the final
+held-out solved rates (mean and 95% t-interval over seeds) and the curves go to ``benchmarks/results/``.
+Reference (dcd, 164M steps, 60 walls, mean over 12 mazes): DR 0.62, PLR⊥ 0.71, ACCEL 0.875.
+
+Outputs: ``benchmarks/results/ued_maze_speed{,.quick}.{json,md}``, ``ued_maze_results{,.quick}.{json,md,png}``.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import functools
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (  # noqa: E402
+    REPO_ROOT,
+    RESULTS_DIR,
+    emit_result,
+    ensure_venv,
+    fmt_rate,
+    fmt_ratio,
+    log,
+    machine_info,
+    run_worker,
+    utc_now,
+    write_results,
+)
+
+PEER_REQUIREMENTS = ("gymnax", "jaxued", "six")  # the venv of env_throughput.py
+ANCHOR_JAXUED_PLR_8 = 3750.0  # env steps/s of jaxued's examples/maze_plr.py, 8 envs x 256 steps, this CPU
+SPEED_METHODS = ("dr", "robust_plr", "accel", "paired")
+RESULT_METHODS = ("dr", "robust_plr", "accel")
+PUBLISHED = {"dr": 0.62, "robust_plr": 0.71, "accel": 0.875}  # dcd, 164M steps, 60 walls, 12 mazes
+LABELS = {"dr": "DR", "robust_plr": "PLR⊥", "accel": "ACCEL", "paired": "PAIRED", "plr": "PLR"}
+RUNS_ROOT = REPO_ROOT / "runs" / "ued_maze"
+
+
+# ============================================================================================ configs (shared)
+def speed_overrides(method: str, num_envs: int, num_steps: int, lstm: int) -> dict:
+    """Config fields of the speed runs (everything else: the method's defaults = jaxued's)."""
+    common = dict(num_envs=num_envs, num_steps=num_steps, total_timesteps=10**9, eval_every=0)
+    common["lstm_features"] = lstm
+    if method == "paired":
+        return dict(common, adversary_lstm_features=lstm)
+    if method in ("robust_plr", "accel", "plr"):
+        common["minimum_fill_ratio"] = 0.02
+    return common
+
+
+# ============================================================================================ (a) speed: workers
+def _timed_updates(run_k, state, warmup_calls: int, reps: int, min_rep_s: float):
+    """Warm up, then time calls of ``run_k`` (K updates each) that carry the state forward."""
+    from _common import time_calls
+    import jax
+
+    holder = [state]
+
+    def call():
+        holder[0], metrics = run_k(holder[0])
+        return metrics
+
+    for _ in range(warmup_calls):
+        jax.block_until_ready(call())
+    branches = []
+
+    def recorded():
+        m = call()
+        if hasattr(m, "branch"):
+            branches.append(jax.device_get(m.branch))
+        return m
+
+    cpu0 = time.process_time()
+    timed = time_calls(recorded, reps=reps, min_rep_s=min_rep_s)
+    cpu = time.process_time() - cpu0  # this process's CPU time (all threads) over every call time_calls made
+    cpu_s_per_call = cpu / (2 + reps * timed.calls_per_rep)  # its warm-up and calibration calls included
+    return holder[0], timed, branches, cpu_s_per_call
+
+
+def worker_speed_ours(args) -> None:
+    import jaxrl_self  # noqa: F401  (XLA guard first)
+    import jax
+    import numpy as np
+    from _common import compile_timed, worker_info
+
+    from jaxrl_self import algos, envs
+
+    module = algos.get(args.method)
+    config = module.Config(**speed_overrides(args.method, args.num_envs, args.num_steps, args.lstm))
+    train = module.make_train(config, envs.make("maze"))
+    state = jax.jit(train.init)(jax.random.key(0))
+    run_k = functools.partial(train.run, num_updates=args.k)
+    compiled, lower_s, compile_s = compile_timed(run_k, state)
+    s0 = int(state.env_steps)
+    state, timed, branches, cpu_s = _timed_updates(compiled, state, args.warmup_calls, args.reps, args.min_rep_s)
+    steps_per_update = (int(state.env_steps) - s0) / int(state.update_step)
+    rate = args.k * steps_per_update / timed.median_s
+    mix = None
+    if branches:
+        b = np.concatenate([np.ravel(x) for x in branches])
+        mix = {name: float(np.mean(b == i)) for i, name in enumerate(("new", "replay", "mutate"))}
+    emit_result({"impl": "jaxrl_self", "method": args.method, "num_envs": args.num_envs, "num_steps": args.num_steps,
+                 "lstm": args.lstm, "updates_per_call": args.k, "env_steps_per_update": steps_per_update,
+                 "lower_s": lower_s, "compile_s": compile_s, "seconds_per_call": timed.seconds_per_call,
+                 "calls_per_rep": timed.calls_per_rep, "env_steps_per_s": rate,
+                 "cpu_s_per_call": cpu_s, "env_steps_per_cpu_s": args.k * steps_per_update / cpu_s, "branch_mix": mix,
+                 "config": {k: v for k, v in speed_overrides(args.method, args.num_envs, args.num_steps,
+                                                             args.lstm).items()},
+                 "worker": worker_info(("jax", "jaxlib", "flax", "optax", "numpy"))})
+
+
+def worker_speed_jaxued(args) -> None:
+    """jaxued (PyPI) Maze + LevelSampler in a PLR/ACCEL loop of the shape of jaxued's examples/maze_plr.py."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    if not hasattr(jax, "tree_map"):  # jaxued 0.0.1 calls jax.tree_map, removed in jax 0.6
+        jax.tree_map = jax.tree.map
+    import flax.linen as nn
+    import optax
+    from flax.linen.initializers import constant, orthogonal
+    from flax.training.train_state import TrainState
+    from jaxued.environments import Maze
+    from jaxued.environments.maze import make_level_generator, make_level_mutator_minimax
+    from jaxued.level_sampler import LevelSampler
+    from jaxued.linen import ResetRNN
+    from jaxued.utils import compute_max_returns, max_mc
+    from jaxued.wrappers import AutoReplayWrapper
+    from _common import compile_timed, worker_info
+
+    n, t, lstm, use_accel = args.num_envs, args.num_steps, args.lstm, args.method == "accel"
+    epochs, minibatches, gamma, lam, clip, ent, vf, lr = 5, 1, 0.995, 0.98, 0.2, 1e-3, 0.5, 1e-4
+    base = Maze(max_height=13, max_width=13, agent_view_size=5, normalize_obs=True)
+    env = AutoReplayWrapper(base)
+    params = env.default_params
+    generate = make_level_generator(13, 13, 25)
+    mutate = make_level_mutator_minimax(100)
+    sampler = LevelSampler(capacity=4000, replay_prob=0.8, staleness_coeff=0.3, minimum_fill_ratio=0.02,
+                           prioritization="rank", prioritization_params={"temperature": 0.3, "k": 4},
+                           duplicate_check=True)
+    num_actions = env.action_space(params).n
+
+    class ActorCritic(nn.Module):  # jaxued's maze agent: conv16, direction embedding, LSTM, 32-unit heads
+        @nn.compact
+        def __call__(self, inputs, hidden):
+            obs, dones = inputs
+            x = nn.relu(nn.Conv(16, (3, 3), padding="VALID")(obs.image))
+            x = x.reshape(*x.shape[:-3], -1)
+            d = nn.Dense(5, kernel_init=orthogonal(np.sqrt(2)), bias_init=constant(0.0))(
+                jax.nn.one_hot(obs.agent_dir, 4))
+            hidden, h = ResetRNN(nn.OptimizedLSTMCell(features=lstm))((jnp.append(x, d, axis=-1), dones),
+                                                                       initial_carry=hidden)
+            logits = nn.Dense(num_actions, kernel_init=orthogonal(0.01))(
+                nn.relu(nn.Dense(32, kernel_init=orthogonal(2))(h)))
+            value = nn.Dense(1, kernel_init=orthogonal(1.0))(nn.relu(nn.Dense(32, kernel_init=orthogonal(2))(h)))
+            return hidden, logits, value[..., 0]
+
+    net = ActorCritic()
+
+    def zero_carry():
+        return nn.OptimizedLSTMCell(features=lstm).initialize_carry(jax.random.PRNGKey(0), (n, lstm))
+
+    def rollout(rng, ts, levels):
+        rng, rng_reset = jax.random.split(rng)
+        obs, state = jax.vmap(env.reset_to_level, (0, 0, None))(jax.random.split(rng_reset, n), levels, params)
+
+        def step(carry, _):
+            rng, h, obs, state, last_done = carry
+            rng, k_act, k_step = jax.random.split(rng, 3)
+            h, logits, value = ts.apply_fn(ts.params, jax.tree.map(lambda x: x[None], (obs, last_done)), h)
+            action = jax.random.categorical(k_act, logits[0])
+            logp = jax.nn.log_softmax(logits[0])[jnp.arange(n), action]
+            nobs, nstate, reward, done, _ = jax.vmap(env.step, (0, 0, 0, None))(
+                jax.random.split(k_step, n), state, action, params)
+            return (rng, h, nobs, nstate, done), (obs, action, reward, done, logp, value[0])
+
+        (rng, h, obs, _, last_done), traj = jax.lax.scan(
+            step, (rng, zero_carry(), obs, state, jnp.zeros(n, bool)), None, length=t)
+        _, _, last_value = ts.apply_fn(ts.params, jax.tree.map(lambda x: x[None], (obs, last_done)), h)
+        return rng, traj, last_value[0]
+
+    def gae(last_value, values, rewards, dones):
+        def back(carry, x):
+            adv, next_value = carry
+            value, reward, done = x
+            delta = reward + gamma * next_value * (1 - done) - value
+            adv = delta + gamma * lam * (1 - done) * adv
+            return (adv, value), adv
+
+        _, adv = jax.lax.scan(back, (jnp.zeros_like(last_value), last_value), (values, rewards, dones),
+                              reverse=True)
+        return adv, adv + values
+
+    def ppo(rng, ts, traj, adv, targets, apply):
+        obs, actions, _, dones, logp_old, values = traj
+        first = jnp.roll(dones, 1, axis=0).at[0].set(False)
+
+        def loss_fn(p):
+            _, logits, v = ts.apply_fn(p, (obs, first), zero_carry())
+            logp_all = jax.nn.log_softmax(logits)
+            logp = jnp.take_along_axis(logp_all, actions[..., None], -1)[..., 0]
+            entropy = -(jnp.exp(logp_all) * logp_all).sum(-1).mean()
+            ratio = jnp.exp(logp - logp_old)
+            a = (adv - adv.mean()) / (adv.std() + 1e-5)
+            l_clip = -jnp.minimum(ratio * a, jnp.clip(ratio, 1 - clip, 1 + clip) * a).mean()
+            v_clip = values + (v - values).clip(-clip, clip)
+            l_vf = 0.5 * jnp.maximum((v - targets) ** 2, (v_clip - targets) ** 2).mean()
+            return l_clip + vf * l_vf - ent * entropy
+
+        def epoch(ts, _):  # num_minibatches = 1: the whole batch of sequences
+            grads = jax.grad(loss_fn)(ts.params)
+            new = ts.apply_gradients(grads=grads)
+            return jax.tree.map(lambda a, b: jnp.where(apply, a, b), new, ts), None
+
+        ts, _ = jax.lax.scan(epoch, ts, None, epochs)
+        return ts
+
+    @jax.jit
+    def create(rng):
+        level = generate(rng)
+        obs, _ = env.reset_to_level(rng, level, params)
+        obs = jax.tree.map(lambda x: jnp.repeat(x[None, None], n, axis=1), obs)
+        p = net.init(rng, (obs, jnp.zeros((1, n), bool)), zero_carry())
+        schedule = lambda c: lr * (1.0 - (c // (minibatches * epochs)) / 10**6)  # noqa: E731
+        tx = optax.chain(optax.clip_by_global_norm(0.5), optax.adam(learning_rate=schedule, eps=1e-5))
+        ts = TrainState.create(apply_fn=net.apply, params=p, tx=tx)
+        buf = sampler.initialize(level, {"max_return": -jnp.inf})
+        last = jax.tree.map(lambda x: jnp.repeat(jnp.asarray(x)[None], n, axis=0), level)
+        return ts, buf, jnp.int32(0), last
+
+    def cycle(carry, _):
+        rng, ts, buf, last_kind, last_replay = carry
+        rng, k_decide, k_levels = jax.random.split(rng, 3)
+
+        def on_new(rng, ts, buf, last_replay):
+            levels = jax.vmap(generate)(jax.random.split(k_levels, n))
+            rng, traj, last_v = rollout(rng, ts, levels)
+            adv, targets = gae(last_v, traj[5], traj[2], traj[3])
+            max_ret = compute_max_returns(traj[3], traj[2])
+            buf, _ = sampler.insert_batch(buf, levels, max_mc(traj[3], traj[5], max_ret), {"max_return": max_ret})
+            ts = ppo(rng, ts, traj, adv, targets, False)  # robust: losses computed, no update (as jaxued)
+            return rng, ts, buf, jnp.int32(0), last_replay
+
+        def on_replay(rng, ts, buf, last_replay):
+            buf, (idx, levels) = sampler.sample_replay_levels(buf, k_levels, n)
+            rng, traj, last_v = rollout(rng, ts, levels)
+            adv, targets = gae(last_v, traj[5], traj[2], traj[3])
+            max_ret = jnp.maximum(sampler.get_levels_extra(buf, idx)["max_return"],
+                                  compute_max_returns(traj[3], traj[2]))
+            buf = sampler.update_batch(buf, idx, max_mc(traj[3], traj[5], max_ret), {"max_return": max_ret})
+            ts = ppo(rng, ts, traj, adv, targets, True)
+            return rng, ts, buf, jnp.int32(1), levels
+
+        def on_mutate(rng, ts, buf, last_replay):
+            levels = jax.vmap(mutate, (0, 0, None))(jax.random.split(k_levels, n), last_replay, 5)
+            rng, traj, last_v = rollout(rng, ts, levels)
+            adv, targets = gae(last_v, traj[5], traj[2], traj[3])
+            max_ret = compute_max_returns(traj[3], traj[2])
+            buf, _ = sampler.insert_batch(buf, levels, max_mc(traj[3], traj[5], max_ret), {"max_return": max_ret})
+            ts = ppo(rng, ts, traj, adv, targets, False)
+            return rng, ts, buf, jnp.int32(2), last_replay
+
+        replay = sampler.sample_replay_decision(buf, k_decide).astype(jnp.int32)
+        kind = jnp.where(last_kind == 1, 2, replay) if use_accel else replay
+        rng, ts, buf, kind, last_replay = jax.lax.switch(kind, [on_new, on_replay, on_mutate], rng, ts, buf,
+                                                         last_replay)
+        return (rng, ts, buf, kind, last_replay), kind
+
+    ts, buf, kind, last = create(jax.random.PRNGKey(0))
+    state = (jax.random.PRNGKey(1), ts, buf, kind, last)
+    run_k = lambda s: jax.lax.scan(cycle, s, None, args.k)  # noqa: E731
+    compiled, lower_s, compile_s = compile_timed(run_k, state)
+
+    M = collections.namedtuple("M", ["branch"])  # the branch record the timing helper looks for
+
+    wrapped = lambda s: (lambda out: (out[0], M(out[1])))(compiled(s))  # noqa: E731
+    state, timed, branches, cpu_s = _timed_updates(wrapped, state, args.warmup_calls, args.reps, args.min_rep_s)
+    b = np.concatenate([np.ravel(x) for x in branches])
+    emit_result({"impl": "jaxued", "method": args.method, "num_envs": n, "num_steps": t, "lstm": lstm,
+                 "updates_per_call": args.k, "env_steps_per_update": n * t, "lower_s": lower_s,
+                 "compile_s": compile_s, "seconds_per_call": timed.seconds_per_call,
+                 "calls_per_rep": timed.calls_per_rep, "env_steps_per_s": args.k * n * t / timed.median_s,
+                 "cpu_s_per_call": cpu_s, "env_steps_per_cpu_s": args.k * n * t / cpu_s,
+                 "branch_mix": {name: float(np.mean(b == i)) for i, name in enumerate(("new", "replay", "mutate"))},
+                 "worker": worker_info(("jax", "jaxlib", "flax", "optax", "numpy", "jaxued"))})
+
+
+# ============================================================================================ (a) speed: orchestrator
+def worker_env() -> dict:
+    """The environment of every worker: ours and the peer's get the same XLA_FLAGS (jaxrl_self's XLA:CPU guard
+    flag included, which our workers would set anyway)."""
+    sys.path.insert(0, str(REPO_ROOT))
+    from jaxrl_self._xla_guard import FLAG, FLAG_NAME  # constants; imports no jax
+
+    env = dict(os.environ)
+    flags = env.get("XLA_FLAGS", "")
+    if FLAG_NAME not in flags:
+        flags = (flags + " " + FLAG).strip()
+    env["XLA_FLAGS"] = flags
+    return env
+
+
+def cmd_speed(opts) -> None:
+    name = "ued_maze_speed" + (".quick" if opts.quick else "")
+    envs_list = opts.envs or ([8] if opts.quick else [8, 32])
+    methods = opts.methods or (["robust_plr"] if opts.quick else list(SPEED_METHODS))
+    peers = [] if opts.no_peer else [m for m in methods if m in ("robust_plr", "accel")]
+    peer_python = ensure_venv("peers", list(PEER_REQUIREMENTS)) if peers else None
+    env = worker_env()
+    rows = []
+    for num_envs in envs_list:
+        k = opts.k or (4 if opts.quick else (10 if num_envs <= 8 else 4))
+        warm = 2 if opts.quick else max(2, math.ceil((16 if num_envs <= 8 else 6) / k))
+        common_args = ["--num-envs", num_envs, "--num-steps", opts.num_steps, "--lstm", opts.lstm, "--k", k,
+                       "--warmup-calls", warm, "--reps", 2 if opts.quick else 3,
+                       "--min-rep-s", 1.0 if opts.quick else 5.0]
+        for method in methods:
+            jobs = [("jaxrl_self", sys.executable, "_speed_ours")]
+            if method in peers:
+                jobs.append(("jaxued", peer_python, "_speed_jaxued"))
+            for impl, python, worker in jobs:
+                log(f"[speed] {impl} {method} {num_envs} envs x {opts.num_steps} steps ...")
+                try:
+                    r = run_worker(python, __file__, [worker, "--method", method, *common_args], env=env,
+                                   timeout=3600)
+                except Exception as e:  # keep the other measurements
+                    log(f"[speed] {impl} {method} failed: {e}")
+                    r = {"impl": impl, "method": method, "num_envs": num_envs, "error": str(e)[-2000:]}
+                rows.append(r)
+                if "env_steps_per_s" in r:
+                    log(f"[speed]   {fmt_rate(r['env_steps_per_s'])} env steps/s (compile {r['compile_s']:.0f} s)")
+    data = {"benchmark": "ued_maze_speed", "created": utc_now(), "machine": machine_info(),
+            "anchor": {"jaxued_examples_maze_plr_8x256_env_steps_per_s": ANCHOR_JAXUED_PLR_8,
+                       "target": ">= 1.5x the anchor for PLR at 8 envs x 256 steps"},
+            "method": __doc__.split("**(a) Speed.**")[1].split("**(b)")[0].strip(), "rows": rows}
+    json_path, md_path = write_results(name, data, speed_markdown(data))
+    print(md_path.read_text())
+    log(f"[speed] wrote {json_path} and {md_path}")
+
+
+def speed_markdown(data: dict) -> str:
+    rows = data["rows"]
+    ours = {(r["method"], r["num_envs"]): r for r in rows if r.get("impl") == "jaxrl_self"}
+    peer = {(r["method"], r["num_envs"]): r for r in rows if r.get("impl") == "jaxued"}
+    m = data["machine"]
+    lines = ["# UED maze training speed: jaxrl_self vs jaxued", "",
+             f"{m['cpu_model']}, {m['cpus_usable']} usable cores, load average {m['loadavg']} at the start "
+             f"(git {str(m.get('git_commit'))[:8]}{' dirty' if m.get('git_dirty') else ''}), {data['created']}.", "",
+             "Env steps per second of whole training updates (one seed, compile excluded; median of the timed "
+             "repetitions). Standard maze agent (LSTM "
+             f"{next(iter(ours.values()), {}).get('lstm', 256)}), jaxued's PPO settings (5 epochs x 1 minibatch).",
+             "", "| method | envs x steps | jaxrl_self | jaxued (PyPI, same loop shape) | ratio | ratio of steps per "
+             "CPU-second | vs anchor 3.75k | compile (ours) | cycle mix (ours: new/replay/mutate) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for (method, n), r in sorted(ours.items(), key=lambda kv: (kv[0][1], SPEED_METHODS.index(kv[0][0])
+                                                                if kv[0][0] in SPEED_METHODS else 9)):
+        if "env_steps_per_s" not in r:
+            lines.append(f"| {LABELS.get(method, method)} | {n} x ? | failed | | | | | | |")
+            continue
+        p = peer.get((method, n), {})
+        ratio = r["env_steps_per_s"] / p["env_steps_per_s"] if "env_steps_per_s" in p else None
+        cpu_ratio = (r["env_steps_per_cpu_s"] / p["env_steps_per_cpu_s"]
+                     if "env_steps_per_cpu_s" in p and "env_steps_per_cpu_s" in r else None)
+        anchor = r["env_steps_per_s"] / ANCHOR_JAXUED_PLR_8 if method in ("robust_plr", "plr") and n == 8 else None
+        mix = r.get("branch_mix")
+        mix_s = "/".join(f"{mix[k]:.2f}" for k in ("new", "replay", "mutate")) if mix else "-"
+        lines.append(f"| {LABELS.get(method, method)} | {n} x {r['num_steps']} | {fmt_rate(r['env_steps_per_s'])} "
+                     f"| {fmt_rate(p.get('env_steps_per_s'))} | {fmt_ratio(ratio)} | {fmt_ratio(cpu_ratio)} "
+                     f"| {fmt_ratio(anchor)} "
+                     f"| {r['compile_s']:.0f} s | {mix_s} |")
+    lines += ["", "PAIRED counts the steps of both students per update (jaxued's count). The jaxued column runs "
+              "jaxued's PyPI environment, wrapper and level sampler in a loop written here with the shape of its "
+              "examples/maze_plr.py (that script is not in the PyPI package); it computes the PPO losses on "
+              "no-gradient cycles as that script does. 'vs anchor' divides by 3.75k env steps/s, jaxued's own "
+              "maze_plr.py (PLR, 8 x 256) measured earlier on this CPU. The CPU-second ratio compares env steps per "
+              "second of process CPU time (all threads), which a shared machine disturbs less than wall time."]
+    return "\n".join(lines)
+
+
+# ============================================================================================ (b) results
+def results_config(method: str, quick: bool, steps_per_seed: int, eval_every: int) -> dict:
+    if quick:
+        return dict(total_timesteps=steps_per_seed, num_envs=8, num_steps=64, lstm_features=32, eval_every=eval_every,
+                    eval_attempts=2, eval_procedural=2, **({} if method == "dr" else {"buffer_capacity": 256}))
+    return dict(total_timesteps=steps_per_seed, eval_every=eval_every)
+
+
+def worker_results(args) -> None:
+    import jaxrl_self  # noqa: F401
+    import numpy as np
+
+    from jaxrl_self import algos
+    from jaxrl_self.run.runner import RunOptions, run_training
+
+    module = algos.get(args.method)
+    config = module.Config(**results_config(args.method, args.quick, args.steps_per_seed, args.eval_every))
+    run_dir = Path(args.run_dir)
+    resume = (run_dir / "checkpoints").exists()
+    options = RunOptions(seeds=args.seeds, seed=args.seed, chunks=args.chunks, keep_checkpoints=1, progress=False,
+                         run_dir=str(run_dir), resume=resume)
+    t = time.perf_counter()
+    result = run_training(module, "maze", config, options)
+    wall = time.perf_counter() - t
+    lines = module.after_training(result)
+    final = json.loads((run_dir / "heldout.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    emit_result({"method": args.method, "config": {k: v for k, v in results_config(
+        args.method, args.quick, args.steps_per_seed, args.eval_every).items()}, "seeds": args.seeds,
+        "wall_s": wall, "resumed": resume, "summary": summary, "heldout": final, "report": lines,
+        "run_dir": str(run_dir), "num_updates": int(np.asarray(result.states.update_step).max()) if result.states
+        is not None else None})
+
+
+def cmd_results(opts) -> None:
+    name = "ued_maze_results" + (".quick" if opts.quick else "")
+    methods = opts.methods or list(RESULT_METHODS)
+    steps = opts.steps_per_seed or (8 * 64 * 12 if opts.quick else 3_000_000)
+    eval_every = opts.eval_every or (4 if opts.quick else 25)
+    root = RUNS_ROOT / ("quick" if opts.quick else "full")
+    results = []
+    for method in methods:
+        run_dir = root / method
+        if opts.fresh and run_dir.exists():
+            shutil.rmtree(run_dir)
+        log(f"[results] {method}: {opts.seeds} seeds x {steps:,} env steps -> {run_dir}")
+        r = run_worker(sys.executable, __file__, [
+            "_results", "--method", method, "--seeds", opts.seeds, "--seed", opts.seed, "--steps-per-seed", steps,
+            "--eval-every", eval_every, "--chunks", opts.chunks, "--run-dir", run_dir,
+            *(["--quick"] if opts.quick else [])], timeout=None)
+        results.append(r)
+        for f in ("solved_rate.png", "heldout.json"):
+            if (run_dir / f).exists():
+                shutil.copy(run_dir / f, RESULTS_DIR / f"{name}.{method}.{f}")
+        log(f"[results] {method}: {r['heldout']['solved_rate_named']['mean']:.3f} mean named-maze solved rate "
+            f"({r['wall_s'] / 60:.1f} min)")
+    data = {"benchmark": "ued_maze_results", "created": utc_now(), "machine": machine_info(),
+            "steps_per_seed": steps, "seeds": opts.seeds, "quick": opts.quick, "published": PUBLISHED,
+            "method": __doc__.split("**(b) Results.**")[1].split("Outputs:")[0].strip(), "runs": results}
+    _write_results(name, data)
+
+
+def _write_results(name: str, data: dict) -> None:
+    json_path, md_path = write_results(name, data, results_markdown(data))
+    try:
+        plot_results(data, RESULTS_DIR / f"{name}.png")
+    except Exception as e:  # a plot must never cost the numbers
+        log(f"[results] plot failed: {e!r}")
+    print(md_path.read_text())
+    log(f"[results] wrote {json_path} and {md_path}")
+
+
+def results_markdown(data: dict) -> str:
+    runs = {r["method"]: r for r in data["runs"]}
+    groups = list(next(iter(runs.values()))["heldout"]["groups"]) if runs else []
+    m = data["machine"]
+    head = ["# UED maze: held-out solved rates of DR, PLR⊥ and ACCEL", "",
+            f"{data['seeds']} seeds per method (vmapped in one program), {data['steps_per_seed']:,} env steps per "
+            f"seed{' (QUICK smoke test: tiny agent and budget, not a result)' if data.get('quick') else ''}; "
+            f"{m['cpu_model']}, {m['cpus_usable']} cores, load {m['loadavg']}, {data['created']}.",
+            "Solved rate = fraction of 10 attempts with return > 0 at the last in-program evaluation; mean ± 95% "
+            "t-interval over seeds. Published (dcd, 164M steps, 60 walls, 12 mazes): DR 0.62, PLR⊥ 0.71, "
+            "ACCEL 0.875.", "",
+            "| method | named mazes (mean) | all groups (mean) | published | wall time |", "|---|---|---|---|---|"]
+    for method, r in runs.items():
+        h = r["heldout"]
+        head.append(f"| {LABELS.get(method, method)} | {_ci(h['solved_rate_named'], '')} | "
+                    f"{_ci(h['solved_rate_all'], '')} | {PUBLISHED.get(method, '-')} | {r['wall_s'] / 60:.1f} min |")
+    head += ["", "| maze | " + " | ".join(LABELS.get(k, k) for k in runs) + " |",
+             "|---|" + "---|" * len(runs)]
+    for g in groups:
+        head.append(f"| {g} | " + " | ".join(_ci(runs[k]["heldout"]["groups"][g], "solved_rate_") for k in runs)
+                    + " |")
+    ranked = sorted(runs, key=lambda k: -runs[k]["heldout"]["solved_rate_named"]["mean"])
+    order = LABELS.get(ranked[0], ranked[0]) if ranked else ""
+    for a, b in zip(ranked, ranked[1:]):
+        same = round(runs[a]["heldout"]["solved_rate_named"]["mean"], 3) == round(
+            runs[b]["heldout"]["solved_rate_named"]["mean"], 3)
+        order += (" = " if same else " > ") + LABELS.get(b, b)
+    head += ["", f"Ordering by mean named-maze solved rate: {order} (the published ordering is ACCEL > PLR⊥ > DR; "
+             "check the intervals before reading an order into close numbers)."]
+    return "\n".join(head)
+
+
+def _ci(d: dict, prefix: str) -> str:
+    mean, lo, hi = d[f"{prefix}mean"], d.get(f"{prefix}ci_low"), d.get(f"{prefix}ci_high")
+    if lo is None or hi is None or not all(isinstance(x, (int, float)) and math.isfinite(x) for x in (lo, hi)):
+        return f"{mean:.3f}"
+    return f"{mean:.3f} ± {(hi - lo) / 2:.3f}"
+
+
+def plot_results(data: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    sys.path.insert(0, str(REPO_ROOT))
+    from jaxrl_self.run.metrics import MEAN_SEED, read_jsonl
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for r in data["runs"]:
+        rows = [x for x in read_jsonl(Path(r["run_dir"]) / "metrics.jsonl")
+                if x.get("seed") != MEAN_SEED and x.get("eval_valid")]
+        updates = sorted({x["update"] for x in rows})
+        x = [np.mean([y["env_steps"] for y in rows if y["update"] == u]) for u in updates]
+        per = np.array([[y["eval.solved_rate_named"] for y in rows if y["update"] == u] for u in updates])
+        line, = ax1.plot(x, per.mean(1), label=LABELS.get(r["method"], r["method"]))
+        if per.shape[1] > 1:
+            sd = per.std(1, ddof=1) / np.sqrt(per.shape[1])
+            ax1.fill_between(x, per.mean(1) - sd, per.mean(1) + sd, alpha=0.2, color=line.get_color())
+    ax1.set(xlabel="env steps per seed", ylabel="solved rate, mean of 8 named mazes", ylim=(-0.02, 1.02),
+            title="held-out solved rate over training (± s.e. over seeds)")
+    ax1.grid(alpha=0.3)
+    ax1.legend()
+    groups = list(data["runs"][0]["heldout"]["groups"]) if data["runs"] else []
+    width = 0.8 / max(1, len(data["runs"]))
+    for i, r in enumerate(data["runs"]):
+        g = r["heldout"]["groups"]
+        ax2.bar(np.arange(len(groups)) + i * width, [g[k]["solved_rate_mean"] for k in groups], width,
+                label=LABELS.get(r["method"], r["method"]))
+    ax2.set_xticks(np.arange(len(groups)) + 0.4 - width / 2, groups, rotation=60, ha="right", fontsize=7)
+    ax2.set(ylabel="final solved rate", ylim=(0, 1), title="per held-out maze (last evaluation, mean over seeds)")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def cmd_table(opts) -> None:
+    for name in ("ued_maze_speed", "ued_maze_speed.quick"):
+        p = RESULTS_DIR / f"{name}.json"
+        if p.exists():
+            data = json.loads(p.read_text())
+            write_results(name, data, speed_markdown(data))
+            log(f"[table] rewrote {name}.md")
+    for name in ("ued_maze_results", "ued_maze_results.quick"):
+        p = RESULTS_DIR / f"{name}.json"
+        if p.exists():
+            _write_results(name, json.loads(p.read_text()))
+
+
+# ============================================================================================ command line
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sp = sub.add_parser("speed", help="(a) env steps/s vs jaxued")
+    sp.add_argument("--quick", action="store_true")
+    sp.add_argument("--envs", type=int, nargs="*")
+    sp.add_argument("--methods", nargs="*", choices=(*SPEED_METHODS, "plr"))
+    sp.add_argument("--num-steps", type=int, default=256)
+    sp.add_argument("--lstm", type=int, default=256, help="LSTM units (256: the standard agent)")
+    sp.add_argument("--k", type=int, default=None, help="updates per timed call")
+    sp.add_argument("--no-peer", action="store_true", help="skip jaxued")
+    rp = sub.add_parser("results", help="(b) held-out solved rates, 3 seeds per method")
+    rp.add_argument("--quick", action="store_true")
+    rp.add_argument("--methods", nargs="*", choices=(*RESULT_METHODS, "plr", "parallel_plr", "parallel_accel"))
+    rp.add_argument("--steps-per-seed", type=int, default=None, help="env steps per seed (default 3M)")
+    rp.add_argument("--seeds", type=int, default=3)
+    rp.add_argument("--seed", type=int, default=0)
+    rp.add_argument("--eval-every", type=int, default=None, help="updates between evaluations (default 25)")
+    rp.add_argument("--chunks", type=int, default=10, help="checkpoints per run (resumable)")
+    rp.add_argument("--fresh", action="store_true", help="delete earlier run folders instead of resuming")
+    sub.add_parser("table", help="rewrite markdown and plots from the JSON results")
+    for worker in ("_speed_ours", "_speed_jaxued"):
+        w = sub.add_parser(worker)
+        w.add_argument("--method", required=True)
+        w.add_argument("--num-envs", type=int, required=True)
+        w.add_argument("--num-steps", type=int, required=True)
+        w.add_argument("--lstm", type=int, required=True)
+        w.add_argument("--k", type=int, required=True)
+        w.add_argument("--warmup-calls", type=int, required=True)
+        w.add_argument("--reps", type=int, required=True)
+        w.add_argument("--min-rep-s", type=float, required=True)
+    w = sub.add_parser("_results")
+    w.add_argument("--method", required=True)
+    w.add_argument("--seeds", type=int, required=True)
+    w.add_argument("--seed", type=int, required=True)
+    w.add_argument("--steps-per-seed", type=int, required=True)
+    w.add_argument("--eval-every", type=int, required=True)
+    w.add_argument("--chunks", type=int, required=True)
+    w.add_argument("--run-dir", required=True)
+    w.add_argument("--quick", action="store_true")
+    opts = parser.parse_args(argv)
+    {"speed": cmd_speed, "results": cmd_results, "table": cmd_table, "_speed_ours": worker_speed_ours,
+     "_speed_jaxued": worker_speed_jaxued, "_results": worker_results}[opts.cmd](opts)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

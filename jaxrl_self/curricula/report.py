@@ -1,0 +1,181 @@
+"""End-of-run extras for curriculum runs: solved rate per held-out maze over training, the best buffer levels.
+
+``jaxrl-self train <curriculum>`` calls :func:`after_training` when the run ends (the CLI calls an algorithm
+module's ``after_training(result)`` hook when it has one). It writes, in the run folder:
+
+* ``solved_rate.png`` — the held-out solved rate of every maze group (the 8 named mazes, PerfectMaze,
+  FourRooms) against environment steps, mean over seeds, with the mean over the named mazes in bold
+  (:func:`plot_solved_rates`, from ``metrics.jsonl``);
+* ``heldout.json`` — the last evaluation of the run: per group, the solved rate and return of each seed and
+  their mean with a 95% t-interval over seeds (:func:`final_heldout`);
+* ``buffer_top_levels.png`` — the highest-scoring levels of the level buffer at the end (seed 0), with their
+  score, wall count and shortest path (:func:`render_top_levels`; PLR/ACCEL runs only).
+
+All of it works on a finished run folder too: ``python -m jaxrl_self.curricula.report RUN_DIR``.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxrl_self.run.metrics import MEAN_SEED, read_jsonl, write_json
+from jaxrl_self.run.stats import mean_ci
+
+__all__ = ["SOLVED_PREFIX", "RETURN_PREFIX", "plot_solved_rates", "final_heldout", "render_top_levels",
+           "after_training", "write_report"]
+
+SOLVED_PREFIX = "eval.solved_rate."
+RETURN_PREFIX = "eval.mean_return."
+
+
+def _eval_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """Per-seed rows of ``metrics.jsonl`` that hold a held-out evaluation."""
+    rows = read_jsonl(run_dir / "metrics.jsonl")
+    return [r for r in rows if r.get("seed") != MEAN_SEED and r.get("eval_valid")]
+
+
+def _groups(rows: list[dict[str, Any]]) -> list[str]:
+    names: dict[str, None] = {}
+    for r in rows[:1]:
+        for k in r:
+            if k.startswith(SOLVED_PREFIX):
+                names[k[len(SOLVED_PREFIX):]] = None
+    return list(names)
+
+
+def plot_solved_rates(run_dir: str | Path, out: str | Path | None = None) -> Path | None:
+    """``solved_rate.png``: held-out solved rate per maze group vs env steps (mean over seeds). None when the
+    run has no evaluation rows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    rows = _eval_rows(run_dir)
+    if not rows:
+        return None
+    groups = _groups(rows)
+    steps = sorted({int(r["update"]) for r in rows})
+    by_update = {u: [r for r in rows if int(r["update"]) == u] for u in steps}
+    x = np.array([np.mean([r["env_steps"] for r in by_update[u]]) for u in steps])
+    fig, ax = plt.subplots(figsize=(8, 5))
+    cmap = plt.get_cmap("tab10")
+    for i, g in enumerate(groups):
+        y = np.array([np.mean([r[SOLVED_PREFIX + g] for r in by_update[u]]) for u in steps])
+        ax.plot(x, y, marker=".", lw=1.2, color=cmap(i % 10), label=g)
+    named = np.array([np.mean([r["eval.solved_rate_named"] for r in by_update[u]]) for u in steps])
+    ax.plot(x, named, color="black", lw=2.5, label="mean of named mazes")
+    seeds = len({r["seed"] for r in rows})
+    ax.set(xlabel="env steps", ylabel="solved rate (return > 0)", ylim=(-0.02, 1.02),
+           title=f"{run_dir.name}: held-out solved rate ({seeds} seed{'s' * (seeds > 1)})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="upper left")
+    fig.tight_layout()
+    path = Path(out) if out is not None else run_dir / "solved_rate.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def final_heldout(run_dir: str | Path) -> dict[str, Any] | None:
+    """The last evaluation of each seed: per group and for the named-maze mean, per-seed values and mean ± 95%
+    CI over seeds. None without evaluation rows."""
+    rows = _eval_rows(Path(run_dir))
+    if not rows:
+        return None
+    last: dict[Any, dict[str, Any]] = {}
+    for r in rows:
+        if r["seed"] not in last or int(r["update"]) > int(last[r["seed"]]["update"]):
+            last[r["seed"]] = r
+    finals = [last[s] for s in sorted(last)]
+    out: dict[str, Any] = {"update": [int(r["update"]) for r in finals],
+                           "env_steps": [r["env_steps"] for r in finals], "groups": {}}
+    for g in _groups(finals):
+        solved = np.array([r[SOLVED_PREFIX + g] for r in finals], float)
+        ret = np.array([r[RETURN_PREFIX + g] for r in finals], float)
+        out["groups"][g] = {**mean_ci(solved).as_dict("solved_rate_"), "per_seed_solved_rate": solved.tolist(),
+                            **mean_ci(ret).as_dict("return_"), "per_seed_return": ret.tolist()}
+    for key in ("solved_rate_named", "mean_return_named", "solved_rate_all"):
+        vals = np.array([r["eval." + key] for r in finals], float)
+        out[key] = {**mean_ci(vals).as_dict(), "per_seed": vals.tolist()}
+    return out
+
+
+def render_top_levels(states: Any, out: str | Path, top: int = 8, seed_index: int = 0) -> Path | None:
+    """Render the ``top`` highest-scoring filled slots of seed ``seed_index``'s level buffer (``states``: the
+    batched RunState of a PLR/ACCEL run) into one PNG. None when the state has no (non-empty) buffer."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from jaxrl_self.envs.maze.level import Level
+    from jaxrl_self.envs.maze.render import render_level
+
+    buffer = getattr(states, "buffer", None)
+    if buffer is None:
+        return None
+    pick = lambda x: np.asarray(x)[seed_index]  # noqa: E731
+    size = int(pick(buffer.size))
+    if size == 0:
+        return None
+    scores = pick(buffer.scores)[:size]
+    order = np.argsort(-scores, kind="stable")[:top]
+    info = buffer.extra
+    fig, axes = plt.subplots(1, len(order), figsize=(2.2 * len(order), 2.6), squeeze=False)
+    for ax, i in zip(axes[0], order):
+        level = Level(*(pick(leaf)[i] for leaf in (buffer.levels.wall_map, buffer.levels.goal_pos,
+                                                   buffer.levels.agent_pos, buffer.levels.agent_dir)))
+        ax.imshow(render_level(level, tile=12))
+        title = f"score {scores[i]:.3f}"
+        if info is not None:
+            title += f"\n{int(pick(info.num_walls)[i])} walls, path {int(pick(info.shortest_path)[i])}"
+        ax.set_title(title, fontsize=8)
+        ax.axis("off")
+    fig.suptitle(f"highest-scoring buffer levels (seed {seed_index}, {size} levels in the buffer)", fontsize=9)
+    fig.tight_layout()
+    path = Path(out)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(run_dir: str | Path, states: Any = None) -> list[str]:
+    """Write the files listed in the module docstring; returns one line per file written. ``states`` (the
+    run's final batched RunState) is needed for the buffer renders; without it they are skipped."""
+    run_dir = Path(run_dir)
+    lines = []
+    plot = plot_solved_rates(run_dir)
+    if plot is not None:
+        lines.append(f"held-out:     {plot}")
+    final = final_heldout(run_dir)
+    if final is not None:
+        write_json(run_dir / "heldout.json", final)
+        s = final["solved_rate_named"]
+        ci = f" ± {(s['ci_high'] - s['ci_low']) / 2:.2f}" if s.get("n", 0) > 1 else ""
+        lines.append(f"solved rate:  {s['mean']:.3f}{ci} (mean of the named held-out mazes, last evaluation; "
+                     f"{run_dir / 'heldout.json'})")
+    if states is not None:
+        png = render_top_levels(states, run_dir / "buffer_top_levels.png")
+        if png is not None:
+            lines.append(f"buffer:       {png}")
+    return lines
+
+
+def after_training(result: Any) -> list[str]:
+    """The CLI hook: :func:`write_report` on a :class:`~jaxrl_self.run.RunResult`. Never fails a run."""
+    if getattr(result, "run_dir", None) is None:
+        return []
+    try:
+        return write_report(result.run_dir, result.states)
+    except Exception as e:  # a report must never cost a run
+        return [f"report:       failed ({e!r})"]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    for line in write_report(sys.argv[1]):
+        print(line)

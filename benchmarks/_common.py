@@ -400,6 +400,29 @@ def write_results(name: str, data: dict[str, Any], markdown: str) -> tuple[Path,
     return json_path, md_path
 
 
+def worker_env(platform: str | None = "cpu") -> dict[str, str]:
+    """Environment for a benchmark worker process (ours and the peers' get the same): ``XLA_FLAGS`` with
+    jaxrl_self's XLA:CPU guard flag (unless ``JAXRL_SELF_NO_XLA_GUARD`` is set), ``JAX_PLATFORMS=platform``
+    (``None`` leaves it as it is), unbuffered output, and no persistent compilation cache (compile times are
+    measured)."""
+    import sys
+
+    env = dict(os.environ)
+    sys.path.insert(0, str(REPO_ROOT))
+    from jaxrl_self._xla_guard import FLAG, FLAG_NAME  # constants only; does not import jax
+
+    flags = env.get("XLA_FLAGS", "")
+    if env.get("JAXRL_SELF_NO_XLA_GUARD", "") in ("", "0") and FLAG_NAME not in flags:
+        flags = (flags + " " + FLAG).strip()
+    env["XLA_FLAGS"] = flags
+    if platform is not None:
+        env["JAX_PLATFORMS"] = platform
+    env["PYTHONUNBUFFERED"] = "1"
+    for k in ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"):
+        env.pop(k, None)
+    return env
+
+
 def publish(tag: str, name: str, data: dict[str, Any], markdown: str, wall_s: float | None = None) -> tuple[Path, Path]:
     """:func:`write_results`, then log where they went (``[tag] done in ... -> paths``) and print the markdown."""
     json_path, md_path = write_results(name, data, markdown)

@@ -360,24 +360,6 @@ def _cases(args: argparse.Namespace) -> list[Case]:
     return out
 
 
-def _worker_env(platform: str) -> dict[str, str]:
-    """Environment shared by all workers: same XLA_FLAGS (incl. jaxrl_self's guard flag), same platform, no
-    persistent compilation cache."""
-    env = dict(os.environ)
-    sys.path.insert(0, str(C.REPO_ROOT))
-    from jaxrl_self._xla_guard import FLAG, FLAG_NAME  # constants only; does not import jax
-
-    flags = env.get("XLA_FLAGS", "")
-    if env.get("JAXRL_SELF_NO_XLA_GUARD", "") in ("", "0") and FLAG_NAME not in flags:
-        flags = (flags + " " + FLAG).strip()
-    env["XLA_FLAGS"] = flags
-    env["JAX_PLATFORMS"] = platform
-    env["PYTHONUNBUFFERED"] = "1"
-    for k in ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"):
-        env.pop(k, None)
-    return env
-
-
 def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
@@ -473,7 +455,7 @@ def orchestrate(args: argparse.Namespace) -> None:
         peer_venv = {"path": str(peer_python.parent.parent.relative_to(C.REPO_ROOT)),
                      "requirements": meta.get("requirements"), "created": meta.get("created"),
                      "freeze": meta.get("freeze")}
-    env = _worker_env(args.platform)
+    env = C.worker_env(args.platform)
     script = Path(__file__).resolve()
     results, workers, case_info = [], {}, []
     for case in cases:

@@ -391,24 +391,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def worker_env(platform: str) -> dict[str, str]:
-    """Environment of every JAX worker: the same XLA_FLAGS (with jaxrl_self's guard flag), the same platform,
-    no persistent compilation cache."""
-    env = dict(os.environ)
-    sys.path.insert(0, str(C.REPO_ROOT))
-    from jaxrl_self._xla_guard import FLAG, FLAG_NAME  # constants only; does not import jax
-
-    flags = env.get("XLA_FLAGS", "")
-    if env.get("JAXRL_SELF_NO_XLA_GUARD", "") in ("", "0") and FLAG_NAME not in flags:
-        flags = (flags + " " + FLAG).strip()
-    env["XLA_FLAGS"] = flags
-    env["JAX_PLATFORMS"] = platform
-    env["PYTHONUNBUFFERED"] = "1"
-    for k in ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"):
-        env.pop(k, None)
-    return env
-
-
 def rejax_requirements() -> list[str]:
     """rejax's requirements with jax/jaxlib pinned to the versions this interpreter runs."""
     vers = C.package_versions(("jax", "jaxlib"))
@@ -700,7 +682,7 @@ def orchestrate(args: argparse.Namespace) -> None:
     if "torch" in args.impls:
         pythons["torch"] = C.ensure_venv("torch", list(TORCH_REQUIREMENTS), rebuild=args.rebuild_venvs)
         venvs["torch"] = _venv_record(pythons["torch"])
-    env = worker_env(args.platform)
+    env = C.worker_env(args.platform)
     runs = []
     for setting in args.setting_objs:
         if setting.name == "default":

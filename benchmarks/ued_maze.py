@@ -60,6 +60,7 @@ from _common import (  # noqa: E402
     fmt_ratio,
     log,
     machine_info,
+    worker_env,
     run_worker,
     utc_now,
     write_results,
@@ -325,27 +326,13 @@ def worker_speed_jaxued(args) -> None:
 
 
 # ============================================================================================ (a) speed: orchestrator
-def worker_env() -> dict:
-    """The environment of every worker: ours and the peer's get the same XLA_FLAGS (jaxrl_self's XLA:CPU guard
-    flag included, which our workers would set anyway)."""
-    sys.path.insert(0, str(REPO_ROOT))
-    from jaxrl_self._xla_guard import FLAG, FLAG_NAME  # constants; imports no jax
-
-    env = dict(os.environ)
-    flags = env.get("XLA_FLAGS", "")
-    if FLAG_NAME not in flags:
-        flags = (flags + " " + FLAG).strip()
-    env["XLA_FLAGS"] = flags
-    return env
-
-
 def cmd_speed(opts) -> None:
     name = "ued_maze_speed" + (".quick" if opts.quick else "")
     envs_list = opts.envs or ([8] if opts.quick else [8, 32])
     methods = opts.methods or (["robust_plr"] if opts.quick else list(SPEED_METHODS))
     peers = [] if opts.no_peer else [m for m in methods if m in ("robust_plr", "accel")]
     peer_python = ensure_venv("peers", list(PEER_REQUIREMENTS)) if peers else None
-    env = worker_env()
+    env = worker_env(None)  # the same XLA_FLAGS (guard flag included) for ours and the peer
     rows = []
     for num_envs in envs_list:
         k = opts.k or (4 if opts.quick else (10 if num_envs <= 8 else 4))

@@ -46,6 +46,8 @@ def test_wheel_install_passes_check_env_for_every_registered_env(tmp_path):
     )
     assert install.returncode == 0, install.stdout + install.stderr
     assert (target / "jaxrl_self" / "envs" / "data" / "heldout_mazes.txt").exists()
+    for name in ("addition-base", "chain-base"):  # the shipped base models are package data too
+        assert (target / "jaxrl_self" / "lm" / "base_models" / f"{name}.msgpack").exists()
     env = {**os.environ, "PYTHONPATH": str(target)}
     run = subprocess.run([sys.executable, "-c", CHECK_ALL, str(target)], capture_output=True, text=True,
                          timeout=900, env=env, cwd=tmp_path)

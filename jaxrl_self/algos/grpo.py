@@ -55,7 +55,7 @@ from flax import struct
 
 from jaxrl_self import lm, rl
 from jaxrl_self.lm.evaluate import PROMPT_LAYOUTS, prompt_lengths
-from jaxrl_self.core.algorithm import Train
+from jaxrl_self.core.algorithm import Train, static_field as _static
 from jaxrl_self.core.environment import tree_select
 from jaxrl_self.core.errors import ConfigError
 from jaxrl_self.core.sequence import Problem, SequenceTask
@@ -95,10 +95,6 @@ __all__ = [
 NAME = "grpo"
 #: The environment the CLI uses when ``--task``/``--env`` is not given.
 DEFAULT_ENV = "addition"
-
-
-def _static(default: Any) -> Any:
-    return struct.field(pytree_node=False, default=default)
 
 
 # ============================================================================================ configuration

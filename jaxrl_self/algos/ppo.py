@@ -49,7 +49,7 @@ import optax
 from flax import struct
 
 from jaxrl_self import rl
-from jaxrl_self.core.algorithm import Train
+from jaxrl_self.core.algorithm import Train, static_field as _static
 from jaxrl_self.core.environment import Environment, tree_select
 from jaxrl_self.core.errors import ConfigError
 from jaxrl_self.core.spaces import Box, Dict, Discrete, flat_dim
@@ -87,10 +87,6 @@ __all__ = [
 NAME = "ppo"
 NETWORKS = ("auto", "mlp", "lstm", "maze_lstm")
 RECURRENT = ("lstm", "maze_lstm")
-
-
-def _static(default: Any) -> Any:
-    return struct.field(pytree_node=False, default=default)
 
 
 # ============================================================================================ configuration

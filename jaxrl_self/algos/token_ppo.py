@@ -58,7 +58,7 @@ from jaxrl_self.algos.grpo import (
     task_params_for,
     verifier_reward,
 )
-from jaxrl_self.core.algorithm import Train
+from jaxrl_self.core.algorithm import Train, static_field as _static
 from jaxrl_self.core.sequence import SequenceTask
 from jaxrl_self.nets.transformer import TransformerConfig
 from jaxrl_self.nets.transformer import init_params as init_model_params
@@ -83,10 +83,6 @@ __all__ = [
 
 NAME = "token_ppo"
 DEFAULT_ENV = "addition"
-
-
-def _static(default: Any) -> Any:
-    return struct.field(pytree_node=False, default=default)
 
 
 # ============================================================================================ configuration

@@ -76,7 +76,7 @@ from jaxrl_self.algos.grpo import (
     verifier_reward,
 )
 from jaxrl_self.algos.token_ppo import token_gae
-from jaxrl_self.core.algorithm import Train
+from jaxrl_self.core.algorithm import Train, static_field as _static
 from jaxrl_self.core.errors import ConfigError
 from jaxrl_self.core.sequence import Problem, SequenceTask
 from jaxrl_self.lm.evaluate import PROMPT_LAYOUTS, prompt_lengths
@@ -117,10 +117,6 @@ DEFAULT_ENV = "chain"
 LEARNERS = ("full", "window")
 BOOTSTRAPS = ("previous", "zero", "exact")
 VALUE_TOKENS = ("finished", "all")
-
-
-def _static(default: Any) -> Any:
-    return struct.field(pytree_node=False, default=default)
 
 
 # ============================================================================================ configuration

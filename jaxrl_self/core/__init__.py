@@ -8,7 +8,7 @@ from jaxrl_self.core.environment import (
     Wrapper,
     tree_select,
 )
-from jaxrl_self.core.algorithm import SEED_AXIS, Train, scan_updates, uniform_over_seeds
+from jaxrl_self.core.algorithm import SEED_AXIS, Train, scan_updates, static_field, uniform_over_seeds
 from jaxrl_self.core.errors import CheckpointMismatchError, ConfigError, NonFiniteLossError, check_field
 from jaxrl_self.core.sequence import VOCAB, Problem, SequenceTask, TaskParams, Vocabulary
 from jaxrl_self.core.spaces import Box, Dict, Discrete, Space, describe_mismatch, flat_dim
@@ -18,6 +18,7 @@ __all__ = [
     "scan_updates",
     "SEED_AXIS",
     "uniform_over_seeds",
+    "static_field",
     "ConfigError",
     "NonFiniteLossError",
     "CheckpointMismatchError",

@@ -28,11 +28,20 @@ from typing import Any, Callable, Generic, TypeVar
 import jax
 import jax.numpy as jnp
 
-__all__ = ["Train", "scan_updates", "SEED_AXIS", "uniform_over_seeds"]
+__all__ = ["Train", "scan_updates", "SEED_AXIS", "uniform_over_seeds", "static_field"]
 
 #: Name of the vmapped axis over seeds under which the runner calls ``Train.update``
 #: (``jax.vmap(train.update, axis_name=SEED_AXIS)``).
 SEED_AXIS = "seed"
+
+def static_field(default: Any) -> Any:
+    """A config field that is *static* (``pytree_node=False``): it fixes shapes or Python control flow, so it
+    is part of the compiled program rather than a traced leaf, and configs that differ in it cannot be vmapped
+    together. Numeric hyper-parameters are ordinary (traced) fields."""
+    from flax import struct
+
+    return struct.field(pytree_node=False, default=default)
+
 
 S = TypeVar("S")
 

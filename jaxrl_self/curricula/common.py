@@ -33,6 +33,7 @@ import optax
 from flax import struct
 
 from jaxrl_self.algos import ppo
+from jaxrl_self.core.algorithm import static_field as static
 from jaxrl_self.core.environment import Environment, LevelEnv
 from jaxrl_self.core.errors import ConfigError
 from jaxrl_self.curricula import evaluation
@@ -78,11 +79,6 @@ __all__ = [
 
 #: Branch indices of a PLR/ACCEL cycle (``lax.switch`` order).
 NEW, REPLAY, MUTATE = 0, 1, 2
-
-
-def static(default: Any) -> Any:
-    """A static (``pytree_node=False``) config field: it fixes shapes or Python control flow."""
-    return struct.field(pytree_node=False, default=default)
 
 
 def check_positive_int(owner: str, name: str, value: Any, minimum: int = 1) -> None:

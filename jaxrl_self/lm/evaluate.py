@@ -60,6 +60,7 @@ import numpy as np
 from flax import struct
 
 from jaxrl_self.core.errors import ConfigError
+from jaxrl_self.core.algorithm import static_field as _static
 from jaxrl_self.core.sequence import VOCAB, Problem, SequenceTask
 from jaxrl_self.lm.generate import generate
 from jaxrl_self.lm.majority import majority_vote
@@ -86,10 +87,6 @@ __all__ = [
 PROMPT_LAYOUTS = ("packed", "padded")
 #: Default seed of the held-out problem sets.
 HELD_OUT_SEED = 20240601
-
-
-def _static(default: Any) -> Any:
-    return struct.field(pytree_node=False, default=default)
 
 
 # ============================================================================================ problems and prompts

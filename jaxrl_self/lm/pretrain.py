@@ -46,7 +46,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from jaxrl_self.core.algorithm import Train
+from jaxrl_self.core.algorithm import Train, static_field as _static
 from jaxrl_self.core.environment import tree_select
 from jaxrl_self.core.errors import ConfigError
 from jaxrl_self.core.sequence import VOCAB, Problem, SequenceTask
@@ -71,10 +71,6 @@ __all__ = [
 ]
 
 NAME = "pretrain"
-
-
-def _static(default: Any) -> Any:
-    return struct.field(pytree_node=False, default=default)
 
 
 # ============================================================================================ configuration

@@ -47,6 +47,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxrl_self.core.errors import ConfigError
+from jaxrl_self.core.algorithm import static_field as _static
 from jaxrl_self.core.sequence import VOCAB
 
 __all__ = [
@@ -64,10 +65,6 @@ Params = Any
 _POSITIONAL = ("rope", "learned")
 _DTYPES = ("float32", "bfloat16", "float16")
 _NEG = float(jnp.finfo(jnp.float32).min)
-
-
-def _static(default: Any) -> Any:
-    return struct.field(pytree_node=False, default=default)
 
 
 @struct.dataclass

@@ -321,6 +321,7 @@ def worker_info(packages: Sequence[str] = ("jax", "jaxlib", "flax", "numpy")) ->
         "jax_config": {k: _jax_config(jax, k) for k in _JAX_CONFIG_KEYS},
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
+        "device_kind": jax.devices()[0].device_kind,
         "compilation_cache_dir": os.environ.get("JAX_COMPILATION_CACHE_DIR") or None,
     }
 

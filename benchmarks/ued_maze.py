@@ -5,6 +5,7 @@ Usage::
     python benchmarks/ued_maze.py speed              # (a) ~25-40 min on a quiet 2-core CPU (compiles dominate)
     python benchmarks/ued_maze.py speed --quick      # smoke test: 8 envs, PLR⊥ only, short timing
     python benchmarks/ued_maze.py results            # (b) DR, PLR⊥, ACCEL, 3 seeds each, one after the other
+    python benchmarks/ued_maze.py results --parallel # the same, the three at once (on a GPU)
     python benchmarks/ued_maze.py results --quick    # smoke test: tiny budget and agent
     python benchmarks/ued_maze.py table              # rewrite the markdown tables and plots from the JSON files
 
@@ -33,6 +34,9 @@ with ``--seeds`` seeds vmapped in one program, and evaluates on the held-out set
 + 4 FourRooms, 10 attempts each, 250 steps) every ``--eval-every`` updates inside the program. Run folders go
 to ``runs/ued_maze/<method>`` (git-ignored; an interrupted method resumes from its last checkpoint); the final
 held-out solved rates (mean and 95% t-interval over seeds) and the curves go to ``benchmarks/results/``.
+The result file keeps each run's
+curve (solved rate per evaluation with env steps and *student gradient updates*, which differ between methods:
+PLR⊥ and ACCEL take no gradient on new or mutated levels), so ``table`` redraws everything from a clean clone.
 Reference (dcd, 164M steps, 60 walls, mean over 12 mazes): DR 0.62, PLR⊥ 0.71, ACCEL 0.875.
 
 Outputs: ``benchmarks/results/ued_maze_speed{,.quick}.{json,md}``, ``ued_maze_results{,.quick}.{json,md,png}``.
@@ -41,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import concurrent.futures
 import functools
 import json
 import math
@@ -63,6 +68,7 @@ from _common import (  # noqa: E402
     worker_env,
     run_worker,
     utc_now,
+    worker_info,
     write_results,
 )
 
@@ -433,8 +439,39 @@ def worker_results(args) -> None:
     emit_result({"method": args.method, "config": {k: v for k, v in results_config(
         args.method, args.quick, args.steps_per_seed, args.eval_every).items()}, "seeds": args.seeds,
         "wall_s": wall, "resumed": resume, "summary": summary, "heldout": final, "report": lines,
-        "run_dir": str(run_dir), "num_updates": int(np.asarray(result.states.update_step).max()) if result.states
+        "run_dir": _rel(run_dir), "worker": worker_info(), "num_updates": int(np.asarray(result.states.update_step).max()) if result.states
         is not None else None})
+
+
+def _curve(run_dir: Path) -> dict:
+    """Held-out solved rate over training from a run folder's ``metrics.jsonl``, kept in the result JSON so that
+    tables and plots can be redrawn from a clean clone: per evaluation, the update, env steps and *student
+    gradient updates* so far (PLR⊥ and ACCEL take no gradient on new / mutated levels), and the named-maze
+    solved rate of every seed."""
+    sys.path.insert(0, str(REPO_ROOT))
+    from jaxrl_self.run.metrics import MEAN_SEED, read_jsonl
+
+    rows = [x for x in read_jsonl(Path(run_dir) / "metrics.jsonl") if x.get("seed") != MEAN_SEED]
+    seeds = sorted({x["seed"] for x in rows})
+    grads = {s: 0 for s in seeds}
+    by_update: dict[int, dict] = {}
+    for x in sorted(rows, key=lambda x: (x["update"], x["seed"])):
+        grads[x["seed"]] += 1 if x.get("grad_applied", True) else 0
+        if x.get("eval_valid"):
+            e = by_update.setdefault(x["update"], {"update": x["update"], "env_steps": x["env_steps"],
+                                                   "grad_updates": [], "solved_rate_named": []})
+            e["grad_updates"].append(grads[x["seed"]])
+            e["solved_rate_named"].append(x["eval.solved_rate_named"])
+    return {"seeds": seeds, "grad_updates_final": [grads[s] for s in seeds], "evals": list(by_update.values())}
+
+
+def _rel(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it (result files must not name one machine's paths)."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
 
 
 def cmd_results(opts) -> None:
@@ -443,8 +480,11 @@ def cmd_results(opts) -> None:
     steps = opts.steps_per_seed or (8 * 64 * 12 if opts.quick else 3_000_000)
     eval_every = opts.eval_every or (4 if opts.quick else 25)
     root = RUNS_ROOT / ("quick" if opts.quick else "full")
-    results = []
-    for method in methods:
+    env = worker_env(None)
+    if opts.parallel and len(methods) > 1:  # several processes on one accelerator: split its memory
+        env.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{0.9 / len(methods):.2f}")
+
+    def one(method: str) -> dict:
         run_dir = root / method
         if opts.fresh and run_dir.exists():
             shutil.rmtree(run_dir)
@@ -452,15 +492,23 @@ def cmd_results(opts) -> None:
         r = run_worker(sys.executable, __file__, [
             "_results", "--method", method, "--seeds", opts.seeds, "--seed", opts.seed, "--steps-per-seed", steps,
             "--eval-every", eval_every, "--chunks", opts.chunks, "--run-dir", run_dir,
-            *(["--quick"] if opts.quick else [])], timeout=None)
-        results.append(r)
+            *(["--quick"] if opts.quick else [])], env=env, timeout=None)
+        r["curve"] = _curve(run_dir)
         for f in ("solved_rate.png", "heldout.json"):
             if (run_dir / f).exists():
                 shutil.copy(run_dir / f, RESULTS_DIR / f"{name}.{method}.{f}")
         log(f"[results] {method}: {r['heldout']['solved_rate_named']['mean']:.3f} mean named-maze solved rate "
             f"({r['wall_s'] / 60:.1f} min)")
+        return r
+
+    if opts.parallel:  # one process per method at once (an accelerator has room for all three)
+        with concurrent.futures.ThreadPoolExecutor(len(methods)) as pool:
+            results = list(pool.map(one, methods))
+    else:
+        results = [one(m) for m in methods]
     data = {"benchmark": "ued_maze_results", "created": utc_now(), "machine": machine_info(),
             "steps_per_seed": steps, "seeds": opts.seeds, "quick": opts.quick, "published": PUBLISHED,
+            "parallel": bool(opts.parallel),
             "method": __doc__.split("**(b) Results.**")[1].split("Outputs:")[0].strip(), "runs": results}
     _write_results(name, data)
 
@@ -478,19 +526,27 @@ def _write_results(name: str, data: dict) -> None:
 def results_markdown(data: dict) -> str:
     runs = {r["method"]: r for r in data["runs"]}
     groups = list(next(iter(runs.values()))["heldout"]["groups"]) if runs else []
-    m = data["machine"]
     head = ["# UED maze: held-out solved rates of DR, PLR⊥ and ACCEL", "",
             f"{data['seeds']} seeds per method (vmapped in one program), {data['steps_per_seed']:,} env steps per "
             f"seed{' (QUICK smoke test: tiny agent and budget, not a result)' if data.get('quick') else ''}; "
-            f"{m['cpu_model']}, {m['cpus_usable']} cores, load {m['loadavg']}, {data['created']}.",
+            f"{_where(data)}, {data['created']}.",
             "Solved rate = fraction of 10 attempts with return > 0 at the last in-program evaluation; mean ± 95% "
             "t-interval over seeds. Published (dcd, 164M steps, 60 walls, 12 mazes): DR 0.62, PLR⊥ 0.71, "
             "ACCEL 0.875.", "",
-            "| method | named mazes (mean) | all groups (mean) | published | wall time |", "|---|---|---|---|---|"]
+            "| method | named mazes (mean) | all groups (mean) | published | gradient updates per seed | wall time |",
+            "|---|---|---|---|---|---|"]
     for method, r in runs.items():
         h = r["heldout"]
+        grads = r.get("curve", {}).get("grad_updates_final") or []
         head.append(f"| {LABELS.get(method, method)} | {_ci(h['solved_rate_named'], '')} | "
-                    f"{_ci(h['solved_rate_all'], '')} | {PUBLISHED.get(method, '-')} | {r['wall_s'] / 60:.1f} min |")
+                    f"{_ci(h['solved_rate_all'], '')} | {PUBLISHED.get(method, '-')} | "
+                    f"{round(sum(grads) / len(grads)) if grads else '-'} | {r['wall_s'] / 60:.1f} min |")
+    matched = _at_equal_grad_updates(runs)
+    if matched:
+        budget, rates = matched
+        head += ["", f"At an equal number of student gradient updates ({budget} per seed, the fewest any method "
+                 "reached; each seed's last evaluation at or below it), named-maze solved rate: "
+                 + ", ".join(f"{LABELS.get(k, k)} {v:.3f}" for k, v in rates.items()) + "."]
     head += ["", "| maze | " + " | ".join(LABELS.get(k, k) for k in runs) + " |",
              "|---|" + "---|" * len(runs)]
     for g in groups:
@@ -507,6 +563,34 @@ def results_markdown(data: dict) -> str:
     return "\n".join(head)
 
 
+def _at_equal_grad_updates(runs: dict) -> tuple[int, dict[str, float]] | None:
+    """Mean named-maze solved rate of each method after the same number of student gradient updates."""
+    if not runs or not all("curve" in r and r["curve"]["evals"] for r in runs.values()):
+        return None
+    budget = min(min(r["curve"]["grad_updates_final"]) for r in runs.values())
+    rates = {}
+    for method, r in runs.items():
+        evals = r["curve"]["evals"]
+        per_seed = []
+        for i in range(len(r["curve"]["seeds"])):
+            before = [e["solved_rate_named"][i] for e in evals if e["grad_updates"][i] <= budget]
+            if before:
+                per_seed.append(before[-1])
+        rates[method] = sum(per_seed) / len(per_seed) if per_seed else float("nan")
+    return budget, rates
+
+
+def _where(data: dict) -> str:
+    """Which machine trained: the accelerator when the workers ran on one, else the CPU and its load."""
+    m = data["machine"]
+    workers = [r.get("worker") or {} for r in data["runs"]]
+    devices = sorted({w.get("device_kind") or w["devices"][0] for w in workers if w.get("backend") not in (None, "cpu")})
+    together = " (the methods trained at the same time, one process each)" if data.get("parallel") else ""
+    if devices:
+        return f"{', '.join(devices)} with {m['cpu_model']}{together}"
+    return f"{m['cpu_model']}, {m['cpus_usable']} cores, load {m['loadavg']}{together}"
+
+
 def _ci(d: dict, prefix: str) -> str:
     mean, lo, hi = d[f"{prefix}mean"], d.get(f"{prefix}ci_low"), d.get(f"{prefix}ci_high")
     if lo is None or hi is None or not all(isinstance(x, (int, float)) and math.isfinite(x) for x in (lo, hi)):
@@ -521,24 +605,21 @@ def plot_results(data: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    sys.path.insert(0, str(REPO_ROOT))
-    from jaxrl_self.run.metrics import MEAN_SEED, read_jsonl
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (ax1, ax3, ax2) = plt.subplots(1, 3, figsize=(17, 4.5))
     for r in data["runs"]:
-        rows = [x for x in read_jsonl(Path(r["run_dir"]) / "metrics.jsonl")
-                if x.get("seed") != MEAN_SEED and x.get("eval_valid")]
-        updates = sorted({x["update"] for x in rows})
-        x = [np.mean([y["env_steps"] for y in rows if y["update"] == u]) for u in updates]
-        per = np.array([[y["eval.solved_rate_named"] for y in rows if y["update"] == u] for u in updates])
-        line, = ax1.plot(x, per.mean(1), label=LABELS.get(r["method"], r["method"]))
-        if per.shape[1] > 1:
-            sd = per.std(1, ddof=1) / np.sqrt(per.shape[1])
-            ax1.fill_between(x, per.mean(1) - sd, per.mean(1) + sd, alpha=0.2, color=line.get_color())
+        evals = r["curve"]["evals"]
+        per = np.array([e["solved_rate_named"] for e in evals])
+        sd = per.std(1, ddof=1) / np.sqrt(per.shape[1]) if per.shape[1] > 1 else np.zeros(len(per))
+        for ax, x in ((ax1, [e["env_steps"] for e in evals]), (ax3, [np.mean(e["grad_updates"]) for e in evals])):
+            line, = ax.plot(x, per.mean(1), label=LABELS.get(r["method"], r["method"]))
+            ax.fill_between(x, per.mean(1) - sd, per.mean(1) + sd, alpha=0.2, color=line.get_color())
     ax1.set(xlabel="env steps per seed", ylabel="solved rate, mean of 8 named mazes", ylim=(-0.02, 1.02),
             title="held-out solved rate over training (± s.e. over seeds)")
-    ax1.grid(alpha=0.3)
-    ax1.legend()
+    ax3.set(xlabel="student gradient updates (PPO updates) per seed", ylim=(-0.02, 1.02),
+            title="the same, over gradient updates")
+    for ax in (ax1, ax3):
+        ax.grid(alpha=0.3)
+        ax.legend()
     groups = list(data["runs"][0]["heldout"]["groups"]) if data["runs"] else []
     width = 0.8 / max(1, len(data["runs"]))
     for i, r in enumerate(data["runs"]):
@@ -587,6 +668,8 @@ def main(argv=None) -> None:
     rp.add_argument("--eval-every", type=int, default=None, help="updates between evaluations (default 25)")
     rp.add_argument("--chunks", type=int, default=10, help="checkpoints per run (resumable)")
     rp.add_argument("--fresh", action="store_true", help="delete earlier run folders instead of resuming")
+    rp.add_argument("--parallel", action="store_true",
+                    help="train the methods at the same time, one process each (for a GPU; default: one by one)")
     sub.add_parser("table", help="rewrite markdown and plots from the JSON results")
     for worker in ("_speed_ours", "_speed_jaxued"):
         w = sub.add_parser(worker)

@@ -544,3 +544,18 @@ def test_wandb_sink_needs_the_extra(tmp_path):
         w = metrics_lib.MetricsWriter(tmp_path, wandb=True)
         w.write(_synthetic_chunk(), first_update=0)
         w.close()
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_first_nonfinite_picks_earliest_bad_seed_for_any_int_dtype(dtype):
+    """The per-seed ``nonfinite_update`` (-1 = never) is int32 on a default jax setup; numpy >= 2.5 refuses a
+    Python int64 sentinel beside it (this crashed a GPU run), so the sentinel follows the array's dtype."""
+    from types import SimpleNamespace
+
+    def first(values):
+        return Runner._first_nonfinite(SimpleNamespace(nonfinite_update=np.asarray(values, dtype)))
+
+    assert first([-1, -1, -1]) is None
+    assert first([-1, 7, 3, -1]) == (3, 2)
+    assert first([[5, -1], [-1, 5]]) == (5, 0)  # a seed x hyper-parameter grid is flattened; ties: first seed
+    assert Runner._first_nonfinite(SimpleNamespace()) is None

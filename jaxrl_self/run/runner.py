@@ -507,7 +507,7 @@ class Runner:
         if nf is None:
             return None
         nf = np.asarray(nf).reshape(-1)
-        bad = np.where(nf >= 0, nf, np.iinfo(np.int64).max)
+        bad = np.where(nf >= 0, nf, np.iinfo(nf.dtype).max)
         if not np.any(nf >= 0):
             return None
         seed_index = int(np.argmin(bad))

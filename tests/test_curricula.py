@@ -24,7 +24,7 @@ from jaxrl_self.curricula import common, evaluation, plr
 from jaxrl_self.envs.maze import Level, named_level
 from jaxrl_self.run import checkpoint as ckpt_lib
 from jaxrl_self.run import metrics as metrics_lib
-from jaxrl_self.run.runner import RunOptions, Runner, make_chunk_fn, run_description, seed_keys
+from jaxrl_self.run.runner import CompiledPrograms, RunOptions, Runner, make_chunk_fn, run_description, seed_keys
 
 # compile fast, run slow: XLA:CPU without its fusion emitters compiles these programs about 3x faster
 OPT0 = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
@@ -87,10 +87,13 @@ def stepped(name: str) -> Stepped:
 def runner(run: Stepped, options: RunOptions, **kwargs) -> Runner:
     """A :class:`Runner` for ``run.train`` that uses the programs compiled by :func:`stepped` (the ones it would
     compile itself: one-update chunks, same compiler options). ``Runner.compile`` skips programs it already has."""
-    r = Runner(run.train, options, **kwargs)
-    assert r.chunk_updates == 1 and not r.masked and not options.progress
-    r._compiled_init, r._compiled_chunk = run.init, run.chunk
-    return r
+    return Runner(run.train, options, programs=programs_of(run, options.seeds), **kwargs)
+
+
+def programs_of(run: Stepped, num_seeds: int) -> CompiledPrograms:
+    """The stepped run's programs, described for a runner (which checks config, chunking and seed count)."""
+    return CompiledPrograms(init=run.init, chunk=run.chunk, chunk_updates=1, masked=False, num_seeds=num_seeds,
+                            config=run.config)
 
 
 def expected_rows(run: Stepped) -> list[dict]:
@@ -448,8 +451,7 @@ def use_stepped_programs(monkeypatch, run: Stepped) -> None:
     compile_ = Runner.compile
 
     def compile(self, need_init=True):
-        assert self.train.config == run.config and self.chunk_updates == 1 and not self.masked
-        self._compiled_init, self._compiled_chunk = run.init, run.chunk
+        self.use_programs(programs_of(run, self.options.seeds))
         return compile_(self, need_init)
 
     monkeypatch.setattr(Runner, "compile", compile)

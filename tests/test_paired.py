@@ -296,7 +296,7 @@ class Reference:
     initial: object  # batched RunState before the first update
     result: object  # the runner's RunResult (final states, metrics (updates, seeds))
     run_dir: object
-    programs: tuple  # the runner's compiled (init, chunk) programs
+    programs: object  # the runner's CompiledPrograms
 
 
 def use_programs(monkeypatch, reference: Reference) -> None:
@@ -305,8 +305,7 @@ def use_programs(monkeypatch, reference: Reference) -> None:
     compile_ = Runner.compile
 
     def compile(self, need_init=True):
-        assert self.train.config == CONFIG and self.chunk_updates == 1 and not self.masked
-        self._compiled_init, self._compiled_chunk = reference.programs
+        self.use_programs(reference.programs)
         return compile_(self, need_init)
 
     monkeypatch.setattr(Runner, "compile", compile)
@@ -321,8 +320,9 @@ def reference(tmp_path_factory) -> Reference:
     opts = RunOptions(seeds=SEEDS, checkpoint_every=1, keep_checkpoints=UPDATES, progress=False)
     runner = Runner(train, opts, description=desc, run_dir=run_dir, compiler_options=OPT0)
     result = runner.run()
-    initial = runner._compiled_init(seed_keys(0, SEEDS))
-    return Reference(train, initial, result, run_dir, (runner._compiled_init, runner._compiled_chunk))
+    programs = runner.programs()  # already compiled by run(): returned, not compiled again
+    initial = programs.init(seed_keys(0, SEEDS))
+    return Reference(train, initial, result, run_dir, programs)
 
 
 def test_tiny_run_end_to_end_over_two_seeds(reference):

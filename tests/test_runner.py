@@ -559,3 +559,33 @@ def test_first_nonfinite_picks_earliest_bad_seed_for_any_int_dtype(dtype):
     assert first([-1, 7, 3, -1]) == (3, 2)
     assert first([[5, -1], [-1, 5]]) == (5, 0)  # a seed x hyper-parameter grid is flattened; ties: first seed
     assert Runner._first_nonfinite(SimpleNamespace()) is None
+
+
+# ------------------------------------------------------------------------------------------ compiled programs
+def test_programs_compiled_once_serve_another_runner(tmp_path, reference):
+    """``Runner.programs()`` hands the compiled init/chunk to a second runner of the same run: it compiles
+    nothing (no compile timings in its summary) and reproduces the first run bitwise."""
+    from jaxrl_self.run import CompiledPrograms
+
+    first = _runner(tmp_path / "first")
+    programs = first.programs()
+    assert isinstance(programs, CompiledPrograms)
+    assert (programs.chunk_updates, programs.masked, programs.num_seeds) == (EVERY, True, SEEDS)
+    assert programs.config == CFG
+    result = _runner(tmp_path / "second", programs=programs).run()
+    assert not any(k.startswith("compile") for k in result.summary if result.summary[k])
+    _assert_bitwise(result.states, reference.states)
+    np.testing.assert_array_equal(result.metrics["loss"], reference.metrics["loss"])
+
+
+def test_programs_refused_by_a_runner_of_another_run(tmp_path):
+    programs = _runner(False).programs()
+    with pytest.raises(ConfigError, match=r"programs\.num_seeds=2 .*num_seeds=3"):
+        _runner(False, opts=RunOptions(seeds=3, checkpoint_every=EVERY, progress=False), programs=programs)
+    with pytest.raises(ConfigError, match=r"programs\.chunk_updates=6 .*chunk_updates=5"):
+        _runner(False, opts=RunOptions(seeds=SEEDS, checkpoint_every=5, progress=False), programs=programs)
+    with pytest.raises(ConfigError, match=r"programs\.progress=False"):
+        _runner(False, opts=RunOptions(seeds=SEEDS, checkpoint_every=EVERY, progress=True), programs=programs)
+    other = toy_algo.Config(num_updates=N_UPDATES, lr=0.01)
+    with pytest.raises(ConfigError, match=r"programs\.config='lr'"):
+        _runner(False, cfg=other, programs=programs)

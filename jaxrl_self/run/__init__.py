@@ -9,6 +9,7 @@ See :mod:`jaxrl_self.run.runner` for the execution model and the run-folder layo
 from jaxrl_self.run.checkpoint import Checkpointer, CheckpointSaveError, config_from_dict, config_to_dict, diff_configs
 from jaxrl_self.run.metrics import MetricsWriter, flatten_metrics, read_jsonl
 from jaxrl_self.run.runner import (
+    CompiledPrograms,
     RunOptions,
     RunResult,
     Runner,
@@ -23,6 +24,7 @@ from jaxrl_self.run.runner import (
 from jaxrl_self.run.stats import MeanCI, final_value, mean_ci
 
 __all__ = [
+    "CompiledPrograms",
     "Checkpointer",
     "CheckpointSaveError",
     "config_from_dict",

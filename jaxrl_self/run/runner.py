@@ -7,7 +7,9 @@ The pieces (all usable on their own)::
     states = jax.jit(jax.vmap(train.init))(keys)
     states, metrics = jax.jit(chunk)(states, 50)                # metrics leaves: (50, num_seeds, ...)
 
-and :class:`Runner` / :func:`run_training`, which put them together with a run folder.
+and :class:`Runner` / :func:`run_training`, which put them together with a run folder. ``Runner.programs()``
+returns the compiled programs as :class:`CompiledPrograms`; another runner of the same run takes them with
+``Runner(..., programs=...)`` (or ``run_training(..., programs=...)``) and compiles nothing.
 
 **The chunk program.** ``chunk(states, num_active)`` is a ``lax.scan`` over ``chunk_updates`` steps of
 ``jax.vmap(train.update)`` over the seed axis. It is lowered and compiled once (``.lower(...).compile()``,
@@ -68,6 +70,7 @@ from jaxrl_self.run.metrics import MetricsWriter, flatten_metrics, flatten_tree,
 from jaxrl_self.run.stats import final_value, mean_ci
 
 __all__ = [
+    "CompiledPrograms",
     "RunOptions",
     "RunResult",
     "Runner",
@@ -329,6 +332,34 @@ class Progress:
 
 
 # ---------------------------------------------------------------------------------------------- runner
+@dataclasses.dataclass(frozen=True)
+class CompiledPrograms:
+    """The two compiled programs a :class:`Runner` executes, to hand to other runners of the same run.
+
+    Get them from :meth:`Runner.programs` (compiles once) and pass them as ``Runner(..., programs=...)``:
+    a resumed run, a second run folder, the same configuration from several places (tests, notebooks, a CLI
+    call inside a sweep) then compile nothing. The fields describe what was compiled, and a runner refuses
+    programs that do not fit it (different config, seed count, chunking or progress callback).
+
+    Attributes:
+        init: ``init(keys) -> states``: ``jax.vmap(train.init)`` over the seed keys, compiled.
+        chunk: ``chunk(states, num_active) -> (states, metrics)``: :func:`make_chunk_fn`, compiled.
+        chunk_updates: updates per chunk call.
+        masked: whether ``chunk`` honours ``num_active < chunk_updates`` (a partial last chunk).
+        num_seeds: length of the seed axis the programs were compiled for.
+        progress: whether ``chunk`` calls the host progress callback every update.
+        config: the algorithm config the programs were built from (``train.config``; ``None`` if it had none).
+    """
+
+    init: Callable[[jax.Array], Any]
+    chunk: Callable[[Any, Any], tuple[Any, Any]]
+    chunk_updates: int
+    masked: bool
+    num_seeds: int
+    progress: bool = False
+    config: Any = None
+
+
 class Runner:
     """Runs ``train`` for ``options.seeds`` seeds, in chunks, with a run folder (or none: ``run_dir=False``).
 
@@ -342,6 +373,8 @@ class Runner:
         compiler_options: XLA options for compiling the init and chunk programs (e.g.
             ``{"xla_backend_optimization_level": 0}`` to compile faster and run slower); default
             :attr:`default_compiler_options` (None: XLA's defaults).
+        programs: already compiled programs of this run (:meth:`programs` of another runner); checked with
+            :meth:`use_programs`, then nothing is compiled.
     """
 
     #: compiler options used when the constructor gets none (tests lower the optimisation level here)
@@ -349,7 +382,7 @@ class Runner:
 
     def __init__(self, train: Train, options: RunOptions = RunOptions(), *,
                  description: Mapping[str, Any] | None = None, run_dir: str | os.PathLike | bool | None = None,
-                 compiler_options: Mapping[str, Any] | None = None):
+                 compiler_options: Mapping[str, Any] | None = None, programs: CompiledPrograms | None = None):
         options.validate()
         self.train = train
         self.compiler_options = dict(compiler_options if compiler_options is not None
@@ -379,6 +412,8 @@ class Runner:
         self._compiled_chunk = None
         self._compiled_init = None
         self._progress: Progress | None = None
+        if programs is not None:
+            self.use_programs(programs)
 
     # ------------------------------------------------------------------ compile
     def abstract_states(self) -> Any:
@@ -400,6 +435,31 @@ class Runner:
                 abstract, jax.ShapeDtypeStruct((), jnp.int32)).compile()
             self.timings["compile_chunk_s"] = time.perf_counter() - t
         return dict(self.timings)
+
+    def programs(self) -> CompiledPrograms:
+        """This run's compiled init and chunk programs (compiled now if they are not yet), for other runners."""
+        self.compile(need_init=True)
+        return CompiledPrograms(init=self._compiled_init, chunk=self._compiled_chunk,
+                                chunk_updates=self.chunk_updates, masked=self.masked, num_seeds=self.options.seeds,
+                                progress=bool(self.options.progress), config=self.train.config)
+
+    def use_programs(self, programs: CompiledPrograms) -> None:
+        """Run with ``programs`` instead of compiling; raises :class:`~jaxrl_self.core.ConfigError` naming the
+        first field in which they differ from this runner's run."""
+        expected = {"chunk_updates": self.chunk_updates, "masked": self.masked, "num_seeds": self.options.seeds,
+                    "progress": bool(self.options.progress)}
+        for name, want in expected.items():
+            got = getattr(programs, name)
+            if got != want:
+                raise ConfigError(f"programs.{name}", got, f"this runner needs {name}={want!r} (programs compiled "
+                                  "for another chunking, seed count or progress setting)", owner="Runner")
+        if programs.config is not None and self.train.config is not None and programs.config != self.train.config:
+            mine, theirs = config_to_dict(self.train.config), config_to_dict(programs.config)
+            diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+            raise ConfigError("programs.config", ", ".join(diff) or type(programs.config).__name__,
+                              "the programs were compiled for another config (fields that differ listed)",
+                              owner="Runner")
+        self._compiled_init, self._compiled_chunk = programs.init, programs.chunk
 
     def _on_update(self, active: bool, **fields) -> None:
         if self._progress is not None:
@@ -597,12 +657,14 @@ def default_run_dir(runs_root: str | os.PathLike, algo: str, env: str) -> Path:
 
 def run_training(algo: str | ModuleType, env: str = "cartpole", config: Any = None,
                  options: RunOptions = RunOptions(), *, env_kwargs: Mapping[str, Any] | None = None,
-                 run_dir: str | os.PathLike | bool | None = None) -> RunResult:
+                 run_dir: str | os.PathLike | bool | None = None,
+                 programs: CompiledPrograms | None = None) -> RunResult:
     """Train ``algo`` on the registered environment ``env`` with a run folder, checkpoints and metrics.
 
     ``config`` defaults to ``algo.Config()``. Bad names and config values raise before compiling
     (:class:`UnknownAlgorithmError`, ``UnknownEnvironmentError``, :class:`~jaxrl_self.core.ConfigError`).
-    ``run_dir=False`` runs without writing files.
+    ``run_dir=False`` runs without writing files. ``programs``: compiled programs of the same run
+    (:meth:`Runner.programs`), used instead of compiling.
     """
     from jaxrl_self import envs
 
@@ -620,4 +682,4 @@ def run_training(algo: str | ModuleType, env: str = "cartpole", config: Any = No
     desc = run_description(algo=algo_name, env=env, config=config, seed=options.seed, num_seeds=options.seeds,
                            num_updates=int(train.num_updates), env_kwargs=env_kwargs,
                            algo_module=module.__name__)
-    return Runner(train, options, description=desc, run_dir=run_dir).run()
+    return Runner(train, options, description=desc, run_dir=run_dir, programs=programs).run()

@@ -84,6 +84,19 @@ def with_value_head(params, base_config, bias: float):
     return {**params, "value_head": {**head, "bias": head["bias"] + bias}}, config
 
 
+def _parse_value(text: str):
+    """``'150' -> 150``, ``'1e-4' -> 0.0001``, ``'true' -> True``, anything else stays a string."""
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
 def windows_per_response(lengths, window: int) -> float:
     """Mean number of T-PPO steps a response spends in the pool: ``E[ceil(L / l)]``."""
     import numpy as np
@@ -119,6 +132,17 @@ def method_configs(args, model_config, layout: str, profile: dict[str, Any]) -> 
                     "config": tppo.Config(num_updates=n, num_slots=slots, window=w, learner=learner,
                                           refresh_cache=learner == "full", **common),
                     "expected_tokens_per_update": per_step})
+    for spec in args.ablate:  # "tag:field=value[,field=value...]" on the T-PPO l=args.ablate_window config
+        tag, _, assignments = spec.partition(":")
+        over = {k: _parse_value(v) for k, v in (a.split("=", 1) for a in assignments.split(",") if a)}
+        w = over.get("window", args.ablate_window)
+        slots = max(M, M * round(B * windows_per_response(profile["lengths"], w) / M))
+        per_step = slots * profile["mean"] / windows_per_response(profile["lengths"], w)
+        n = max(args.chunks, round(args.budget / per_step))
+        config = tppo.Config(num_updates=n, num_slots=slots, window=args.ablate_window, learner="full",
+                             refresh_cache=True, **common).replace(**over)
+        out.append({"name": f"tppo-{tag}", "label": f"T-PPO l={w}, " + ", ".join(f"{k}={v}" for k, v in over.items()),
+                    "module": tppo, "config": config, "expected_tokens_per_update": per_step})
     for m in out:  # chunk boundaries = evaluation points
         c = m["config"]
         per_chunk = math.ceil(c.num_updates / args.chunks)
@@ -172,7 +196,7 @@ def run_seed(m, compiled, evaluate, seed: int, chunks: int) -> dict[str, Any]:
     state = jax.block_until_ready(init(jax.random.key(seed)))
     acc, long_acc = evaluate(state.params)
     curve = {"wall_s": [0.0], "tokens": [0], "accuracy": [acc], "long_accuracy": [long_acc], "train_accuracy": [],
-             "chunk_s": []}
+             "train_length": [], "train_truncated": [], "chunk_s": []}
     wall = 0.0
     for _ in range(chunks):
         t = time.perf_counter()
@@ -191,6 +215,9 @@ def run_seed(m, compiled, evaluate, seed: int, chunks: int) -> dict[str, Any]:
         curve["accuracy"].append(acc)
         curve["long_accuracy"].append(long_acc)
         curve["train_accuracy"].append(float(np.nanmean(tr)) if np.isfinite(tr).any() else None)
+        for key, field in (("train_length", "response_length"), ("train_truncated", "truncated")):
+            x = np.asarray(getattr(metrics, field), np.float64)
+            curve[key].append(float(np.nanmean(x)) if np.isfinite(x).any() else None)
     curve["tokens_per_s"] = curve["tokens"][-1] / wall
     return curve
 
@@ -277,6 +304,8 @@ def summarize(methods: list[dict[str, Any]], runs: dict[str, list[dict[str, Any]
             "final_long_accuracy_mean": float(np.mean(final_long)),
             "final_long_accuracy_sd": float(np.std(final_long, ddof=1)) if len(final_long) > 1 else 0.0,
             "best_accuracy_mean": float(np.mean([max(r["accuracy"]) for r in rs])),
+            "train_length_last": _mean_last(rs, "train_length"),
+            "train_truncated_last": _mean_last(rs, "train_truncated"),
         }
     ref = rows["ppo"]["time_to_target_mean_s"]
     for row in rows.values():
@@ -284,6 +313,12 @@ def summarize(methods: list[dict[str, Any]], runs: dict[str, list[dict[str, Any]
         row["speedup_to_target"] = ref / t if (ref is not None and t) else None
         row["wall_speedup_same_tokens"] = rows["ppo"]["wall_s_mean"] / row["wall_s_mean"]
     return {"initial_accuracy": acc0, "ppo_final_accuracy": ppo_final, "target_accuracy": target, "rows": rows}
+
+
+def _mean_last(runs: list[dict[str, Any]], key: str) -> float | None:
+    """Mean over seeds of a training statistic's value in the last chunk (None if it was never recorded)."""
+    vals = [r[key][-1] for r in runs if r.get(key) and r[key][-1] is not None]
+    return sum(vals) / len(vals) if vals else None
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -294,7 +329,7 @@ def markdown(result: dict[str, Any]) -> str:
 
     lines = [
         f"# T-PPO vs synchronous PPO{' (quick)' if result['quick'] else ''}", "",
-        f"{utc_now()}; {mach['cpu_model']}, {mach['cpus_usable']} usable CPUs, load average before/after "
+        f"{result['created']}; {_device(result)}, load average before/after "
         f"{mach['loadavg']} / {result['loadavg_after']}. Wall times exclude compilation and evaluation.", "",
         f"Task `{setup['task']}`, base `{setup['base_model']}`, B = {setup['batch']} responses / slots, "
         f"budget {setup['budget_tokens']:,} trained response tokens, {setup['seeds']} seeds, "
@@ -304,8 +339,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"Initial greedy accuracy {s['initial_accuracy']:.3f}; PPO final {s['ppo_final_accuracy']:.3f}; "
         f"target (90 % of PPO's gain) {f(s['target_accuracy'], '{:.3f}')}.", "",
         "| method | updates | compile s | wall s | time to target s (reached) | speedup to target | tokens/s "
-        "| final acc | final acc, 8-16 steps | gen share |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| final acc | final acc, 8-16 steps | sampled length (truncated) | gen share |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in s["rows"].items():
         cs = result["cost_split"].get(name, {})
@@ -315,12 +350,23 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {f(row['speedup_to_target'], '{:.2f}x')} | {row['tokens_per_s_mean']:.0f} "
             f"| {row['final_accuracy_mean']:.3f} ± {row['final_accuracy_sd']:.3f} "
             f"| {row['final_long_accuracy_mean']:.3f} ± {row['final_long_accuracy_sd']:.3f} "
+            f"| {f(row.get('train_length_last'))} ({f(row.get('train_truncated_last'), '{:.0%}')}) "
             f"| {f(cs.get('generate_share'), '{:.0%}')} |")
     lines += ["", "*time to target*: mean over seeds of the first (interpolated) wall time at which held-out greedy "
               "accuracy reaches the target (only when every seed reaches it); *speedup*: PPO's time / the method's. "
-              "*gen share*: the part of one update spent generating (rollout, or refill + window, timed apart).", "",
+              "*gen share*: the part of one update spent generating (rollout, or refill + window, timed apart). "
+              "*sampled length (truncated)*: mean length of the responses that finished during the last chunk of "
+              "training (temperature 1) and the fraction cut at `max_new_tokens`.", "",
               f"![accuracy vs wall time]({result['figure']})"]
     return "\n".join(lines) + "\n"
+
+
+def _device(result: dict[str, Any]) -> str:
+    """The accelerator the run used, or the CPU."""
+    w, mach = result.get("worker") or {}, result["machine"]
+    if w.get("backend") not in (None, "cpu"):
+        return f"{w.get('device_kind') or w['devices'][0]} (jax {w['backend']}) with {mach['cpu_model']}"
+    return f"{mach['cpu_model']}, {mach['cpus_usable']} usable CPUs"
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
@@ -384,6 +430,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="whiten advantages (both methods); off by default: with a fresh value head the "
                         "whitened zero advantages of unfinished windows push down correct reasoning")
     parser.add_argument("--no-cost-split", action="store_true", help="skip the per-update generation/learning split")
+    parser.add_argument("--ablate", nargs="*", default=[], metavar="TAG:FIELD=VALUE[,...]",
+                        help="extra T-PPO variants: the exact-learner config at --ablate-window with these fields "
+                             "changed (e.g. 'warm:value_warmup_updates=150' 'fin:policy_tokens=finished')")
+    parser.add_argument("--ablate-window", type=int, default=6)
+    parser.add_argument("--output", default=None,
+                        help="result file stem under benchmarks/results (default tppo_vs_ppo[.quick])")
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.chunks, args.eval_problems = 1, 3, 128
@@ -423,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
             cost[m["name"]] = cost_split(m, task, params0, model_config)
             log(f"{m['name']}: {cost[m['name']]}")
 
-    name = "tppo_vs_ppo" + (".quick" if args.quick else "")
+    name = args.output or ("tppo_vs_ppo" + (".quick" if args.quick else ""))
     figure = f"{name}.png"
     result = {
         "benchmark": "tppo_vs_ppo", "quick": args.quick, "created": utc_now(), "machine": machine,

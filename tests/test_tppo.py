@@ -342,6 +342,49 @@ def test_value_targets_are_monte_carlo_returns_of_finished_responses_only(run):
     np.testing.assert_allclose(np.where(want_mask, target, 0), want, atol=1e-5)
 
 
+def test_loss_denominator_and_policy_tokens_reweight_exactly(run):
+    """``loss_denominator="window"`` turns the policy and value token means into token sums over the minibatch's
+    window tokens; ``policy_tokens="finished"`` trains the policy only on rows whose response finished. Checked
+    on a real batch (a few steps into the run, so that some windows are cut and some finished) against the
+    token-mean loss recomputed from the same per-token inputs."""
+    _, _, update, state0 = run
+    states, _ = _steps(update, state0, 3)
+    state = states[-1]
+    cfg = CONFIG.replace(normalize_advantages=False)
+    window_out = tppo.collect_window(jax.random.key(5), state.params, state.pool, state.prompts_issued, config=cfg,
+                                     task=TASK, task_params=grpo.task_params_for(cfg, TASK), model_config=TINY,
+                                     prompt_layout=cfg.prompt_layout, reward_fn=_token_sum_reward)
+    pool, _, window = window_out
+    adv, _ = tppo.window_advantages(cfg, window, cfg.policy_lambda)
+    v_mask, v_target = tppo.value_targets(cfg, window, pool)
+    done = np.asarray(window.done)
+    assert done.any() and not done.all(), "the check needs both finished and cut windows"
+
+    def loss(**over):
+        c = cfg.replace(**over)
+        batch = tppo.make_batch(c, window, pool, adv, v_mask, v_target)
+        return tppo.tppo_loss(c, TINY, state.params, batch)[1], batch
+
+    mean_all, b_all = loss(loss_denominator="tokens")
+    sum_all, _ = loss(loss_denominator="window")
+    mean_fin, b_fin = loss(loss_denominator="tokens", policy_tokens="finished")
+    sum_fin, _ = loss(loss_denominator="window", policy_tokens="finished")
+    n_window = float(np.sum(np.asarray(window.mask)))
+    n_value = float(np.sum(np.asarray(v_mask)))
+    n_fin = float(np.sum(np.asarray(window.mask) & done[:, None]))
+    np.testing.assert_array_equal(np.asarray(b_all.policy_mask), np.asarray(window.mask))
+    np.testing.assert_array_equal(np.asarray(b_fin.policy_mask), np.asarray(window.mask) & done[:, None])
+    np.testing.assert_allclose(float(sum_all["policy_loss"]), float(mean_all["policy_loss"]), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(float(sum_fin["policy_loss"]), float(mean_fin["policy_loss"]) * n_fin / n_window,
+                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(float(sum_all["value_loss"]), float(mean_all["value_loss"]) * n_value / n_window,
+                               rtol=1e-5, atol=1e-7)
+    # the finished-only policy loss is the token mean of the PPO surrogate over the finished rows (ratio 1 here:
+    # the parameters that sampled the window score it, so the surrogate is -A)
+    want = -np.sum(np.where(np.asarray(window.mask) & done[:, None], np.asarray(adv), 0.0)) / n_fin
+    np.testing.assert_allclose(float(mean_fin["policy_loss"]), want, rtol=1e-4, atol=1e-6)
+
+
 # ================================================================================================ configuration
 @pytest.mark.parametrize("field, value, message", [
     ("window", 0, "positive integer"),
@@ -350,6 +393,8 @@ def test_value_targets_are_monte_carlo_returns_of_finished_responses_only(run):
     ("learner", "partial", "one of"),
     ("bootstrap", "last", "one of"),
     ("value_tokens", "some", "one of"),
+    ("policy_tokens", "cut", "one of"),
+    ("loss_denominator", "batch", "one of"),
     ("policy_lambda", 1.5, "[0, 1]"),
 ])
 def test_config_errors_name_the_field(field, value, message):

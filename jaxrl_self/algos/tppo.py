@@ -117,6 +117,8 @@ DEFAULT_ENV = "chain"
 LEARNERS = ("full", "window")
 BOOTSTRAPS = ("previous", "zero", "exact")
 VALUE_TOKENS = ("finished", "all")
+POLICY_TOKENS = ("all", "finished")
+LOSS_DENOMINATORS = ("window", "tokens")
 
 
 # ============================================================================================ configuration
@@ -146,6 +148,14 @@ class Config:
     """value after a cut: 'previous' (EGAE, V(s_l) := V(s_l-1)), 'zero' (ablation), 'exact' (V(s_l))"""
     value_tokens: str = _static("finished")
     """'finished': value on finished responses against their return; 'all': on every window token (ablation)"""
+    loss_denominator: str = _static("window")
+    """'window': the policy and value losses are sums over their tokens divided by the minibatch's *window*
+    tokens, so a step in which few responses finished trains the value (and a 'finished'-only policy) on them
+    with proportionally small weight; 'tokens' (ablation): means over their own tokens, which gives a handful of
+    finished responses the weight of a whole step (it destabilised the shared trunk in our runs)"""
+    policy_tokens: str = _static("all")
+    """'all': PPO-clip on the window tokens of every slot (T-PPO); 'finished' (ablation): only on the window
+    tokens of responses that finished in it, i.e. never on a window whose advantages are value differences only"""
     length_adaptive_lambda: bool = _static(False)
     """policy λ per response = 1 - 1/(lambda_alpha * tokens so far) instead of policy_lambda"""
     normalize_advantages: bool = _static(True)
@@ -216,7 +226,8 @@ class Config:
                  "response already makes every response finish in its first window)")
         if self.num_slots % self.num_minibatches:
             fail("num_minibatches", self.num_minibatches, f"a divisor of num_slots={self.num_slots}")
-        for name, allowed in (("learner", LEARNERS), ("bootstrap", BOOTSTRAPS), ("value_tokens", VALUE_TOKENS)):
+        for name, allowed in (("learner", LEARNERS), ("bootstrap", BOOTSTRAPS), ("value_tokens", VALUE_TOKENS),
+                              ("policy_tokens", POLICY_TOKENS), ("loss_denominator", LOSS_DENOMINATORS)):
             if getattr(self, name) not in allowed:
                 fail(name, getattr(self, name), f"one of {allowed}")
         for name in ("refresh_cache", "length_adaptive_lambda", "normalize_advantages", "clip_value_loss"):
@@ -368,7 +379,8 @@ class Batch:
     length: jax.Array  # [B] int32
     start: jax.Array  # [B] int32 first window position
     cache: Optional[KVCache]  # keys/values [B, L, S, H, D] (learner="window" only, else None)
-    window_mask: jax.Array  # [B, l] bool, the policy-trained tokens
+    window_mask: jax.Array  # [B, l] bool, the window's tokens
+    policy_mask: jax.Array  # [B, l] bool, the policy-trained tokens (window_mask, or its finished rows only)
     old_logp: jax.Array  # [B, l] float32
     advantages: jax.Array  # [B, l] float32 (whitened if configured)
     value_mask: jax.Array  # [B, S] bool, the value-trained positions
@@ -519,13 +531,15 @@ def make_batch(config: Config, window: Window, pool: Pool, advantages: jax.Array
                value_target: jax.Array, warmup: jax.Array | bool = False) -> Batch:
     """The learner's batch (advantages whitened over the window tokens if ``config.normalize_advantages``);
     ``warmup`` (scalar bool) marks a value warm-up step."""
-    adv = rl.normalize_advantages(advantages, window.mask) if config.normalize_advantages else advantages
+    policy_mask = window.mask & (window.done[:, None] if config.policy_tokens == "finished" else True)
+    adv = rl.normalize_advantages(advantages, policy_mask) if config.normalize_advantages else advantages
     slots = pool.slots
     cache = None
     if config.learner == "window":
         cache = jax.tree.map(lambda x: jnp.moveaxis(x, 1, 0), slots.cache)  # slots first, for minibatching
     return Batch(tokens=slots.tokens, prompt_len=slots.prompt_len, length=slots.length, start=window.start,
-                 cache=cache, window_mask=window.mask, old_logp=window.logp, advantages=adv, value_mask=value_mask,
+                 cache=cache, window_mask=window.mask, policy_mask=policy_mask, old_logp=window.logp, advantages=adv,
+                 value_mask=value_mask,
                  value_target=value_target, value_old=pool.values,
                  warmup=jnp.broadcast_to(jnp.asarray(warmup, bool), window.start.shape))
 
@@ -581,12 +595,16 @@ def tppo_loss(config: Config, model_config: TransformerConfig, params: Any, mb: 
         v_mask = take(mb.value_mask) & mb.window_mask
         v_target, v_old = take(mb.value_target), take(mb.value_old)
 
-    m, vm = mb.window_mask, v_mask
+    m, vm = mb.policy_mask, v_mask
     z = jnp.zeros((), jnp.float32)
     logp, old_logp, adv, entropy = (jnp.where(m, x, z) for x in (logp, mb.old_logp, mb.advantages, entropy))
     values, v_target, v_old = (jnp.where(vm, x, z) for x in (values, v_target, v_old))
     policy_loss, stats = rl.ppo_policy_loss(logp, old_logp, adv, config.clip_eps, m)
     v_loss = rl.value_loss(values, v_old, v_target, config.value_clip_eps if config.clip_value_loss else None, vm)
+    if config.loss_denominator == "window":  # token means -> token sums / the minibatch's window tokens
+        n_window = jnp.maximum(jnp.sum(mb.window_mask), 1).astype(jnp.float32)
+        policy_loss = policy_loss * jnp.sum(m) / n_window
+        v_loss = v_loss * jnp.sum(vm) / n_window
     ent = rl.entropy_bonus(entropy, m)
     loss = jnp.where(warm, config.vf_coef * v_loss, policy_loss + config.vf_coef * v_loss - config.ent_coef * ent)
     return loss, {"policy_loss": policy_loss, "value_loss": v_loss, "value_tokens": jnp.sum(vm).astype(jnp.float32),

@@ -128,7 +128,52 @@ def worker_ours(spec: dict[str, Any]) -> dict[str, Any]:
                     "median_s_per_step": statistics.median(scan_s) / steps},
         "final_accuracy": float(metrics.accuracy[-1]),
         "threads": os.cpu_count(),
+        "floor": {"work": step_flops(spec, task.prompt_len), "matmul_gflops": matmul_rate(spec, task.prompt_len)},
     }
+
+
+def step_flops(spec: dict[str, Any], prompt_len: int) -> dict[str, float]:
+    """Matrix-multiply FLOPs of the least work one GRPO step needs, whoever implements it.
+
+    With ``N = B·G`` sequences of ``T = prompt_len + R`` tokens (random weights: completions run to ``R``), a
+    token's forward pass through ``L`` layers of width ``d`` costs ``f = 2·(L·(4d² + 2d·d_ff) + d·V)`` FLOPs in
+    its weight matrices plus ``4·L·d·t̄`` in attention (``t̄ = T/2`` keys on average under the causal mask).
+    A step = sampling (``N·T`` token forwards with a KV cache) + the reference model's forward (``N·T``) + the
+    policy's forward and backward (``3·N·T``: the backward costs twice the forward) = ``5·N·T·f``. Everything
+    else (softmax, norms, sampling, the optimiser) is extra, so this is a lower bound on the work.
+    """
+    m = spec["model"]
+    n, t = spec["num_prompts"] * spec["group_size"], prompt_len + spec["max_new_tokens"]
+    d, layers = m["d_model"], m["num_layers"]
+    per_token = 2 * (layers * (4 * d * d + 2 * d * m["d_ff"]) + d * m["vocab_size"]) + 4 * layers * d * t / 2
+    return {"sequences": n, "tokens_per_sequence": t, "flops_per_token_forward": per_token,
+            "token_forwards": 5 * n * t, "flops": 5 * n * t * per_token}
+
+
+def matmul_rate(spec: dict[str, Any], prompt_len: int, min_s: float = 0.5) -> dict[str, float]:
+    """Best float32 GFLOP/s this machine reaches (XLA:CPU, all cores) on the step's own matrix shapes: the
+    scoring pass's ``(N·T, d) x (d, d_ff)`` and ``(N·T, d) x (d, 3d)``, and the decoding step's ``(N, d) x
+    (d, d_ff)``. Each product is jitted alone and repeated for ``min_s`` seconds (a generous ceiling: a real step
+    also pays for everything between the products)."""
+    import jax
+    import jax.numpy as jnp
+
+    m = spec["model"]
+    n, t, d, ff = spec["num_prompts"] * spec["group_size"], prompt_len + spec["max_new_tokens"], m["d_model"], m["d_ff"]
+    out = {}
+    for name, (rows, k, cols) in {"score_mlp": (n * t, d, ff), "score_qkv": (n * t, d, 3 * d),
+                                  "decode_mlp": (n, d, ff)}.items():
+        x = jax.random.normal(jax.random.key(0), (rows, k), jnp.float32)
+        w = jax.random.normal(jax.random.key(1), (k, cols), jnp.float32)
+        f = jax.jit(lambda a, b: a @ b)
+        jax.block_until_ready(f(x, w))
+        reps, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < min_s:
+            jax.block_until_ready(f(x, w))
+            reps += 1
+        out[name] = 2 * rows * k * cols * reps / (time.perf_counter() - t0) / 1e9
+    out["best"] = max(out.values())
+    return out
 
 
 def _summary(step_s: list[float], step_tokens: list[int]) -> dict[str, Any]:
@@ -284,6 +329,21 @@ def render_markdown(data: dict[str, Any]) -> str:
               + f" (one update per call: {C.fmt_ratio(data['ratio_per_step'])}, scanned: "
                 f"{C.fmt_ratio(data['ratio_scanned'])}).", "",
               "Method: `benchmarks/grpo_throughput.py` (module docstring)."]
+    floor = o.get("floor")
+    if floor:
+        w, r = floor["work"], floor["matmul_gflops"]
+        floor_s = w["flops"] / (r["best"] * 1e9)
+        trl_s = t["per_step"]["median_s_per_step"]
+        lines += ["", "**How far can the ratio go on this machine?** The least work of one step is "
+                  f"{w['flops'] / 1e9:.2f} GFLOP of matrix products ({w['token_forwards']:,} token forwards of "
+                  f"{w['flops_per_token_forward'] / 1e3:.0f} kFLOP: sampling, reference forward, policy forward and "
+                  "backward; `step_flops`). The fastest this CPU multiplies the step's own matrix shapes is "
+                  f"{r['best']:.1f} GFLOP/s (XLA:CPU, each product alone; `matmul_rate`), so no implementation "
+                  f"can take less than {floor_s * 1e3:.1f} ms per step, i.e. at most "
+                  f"{trl_s / floor_s:.1f}x TRL's {trl_s * 1e3:.0f} ms. Ours runs at "
+                  f"{w['flops'] / o['scanned']['median_s_per_step'] / 1e9:.1f} GFLOP/s (scanned), TRL at "
+                  f"{w['flops'] / trl_s / 1e9:.1f} GFLOP/s."
+                  + (f" The {AIM:g}x aim is beyond this floor at this model size." if trl_s / floor_s < AIM else "")]
     return "\n".join(lines)
 
 

@@ -341,12 +341,16 @@ def cmd_speed(opts) -> None:
     env = worker_env(None)  # the same XLA_FLAGS (guard flag included) for ours and the peer
     rows = []
     for num_envs in envs_list:
-        k = opts.k or (4 if opts.quick else (10 if num_envs <= 8 else 4))
-        warm = 2 if opts.quick else max(2, math.ceil((16 if num_envs <= 8 else 6) / k))
-        common_args = ["--num-envs", num_envs, "--num-steps", opts.num_steps, "--lstm", opts.lstm, "--k", k,
-                       "--warmup-calls", warm, "--reps", 2 if opts.quick else 3,
-                       "--min-rep-s", 1.0 if opts.quick else 5.0]
         for method in methods:
+            if method == "paired":  # ~10 s an update on 2 cores (its 16M-parameter adversary); no buffer to fill
+                k = opts.k or (2 if num_envs <= 8 else 1)
+                warm = 2
+            else:  # enough warm-up updates to fill the level buffer past minimum_fill_ratio
+                k = opts.k or (4 if opts.quick else (10 if num_envs <= 8 else 4))
+                warm = 2 if opts.quick else max(2, math.ceil((16 if num_envs <= 8 else 6) / k))
+            common_args = ["--num-envs", num_envs, "--num-steps", opts.num_steps, "--lstm", opts.lstm, "--k", k,
+                           "--warmup-calls", warm, "--reps", 2 if opts.quick else 3,
+                           "--min-rep-s", 1.0 if opts.quick else 5.0]
             jobs = [("jaxrl_self", sys.executable, "_speed_ours")]
             if method in peers:
                 jobs.append(("jaxued", peer_python, "_speed_jaxued"))
@@ -365,6 +369,15 @@ def cmd_speed(opts) -> None:
             "anchor": {"jaxued_examples_maze_plr_8x256_env_steps_per_s": ANCHOR_JAXUED_PLR_8,
                        "target": ">= 1.5x the anchor for PLR at 8 envs x 256 steps"},
             "method": __doc__.split("**(a) Speed.**")[1].split("**(b)")[0].strip(), "rows": rows}
+    earlier = RESULTS_DIR / f"{name}.json"
+    if opts.merge and earlier.exists():  # keep the earlier rows that this run did not measure again
+        old = json.loads(earlier.read_text())
+        measured = {(r["impl"], r["method"], r["num_envs"]) for r in rows}
+        kept = [dict(r, run=old["created"]) for r in old["rows"]
+                if (r["impl"], r["method"], r["num_envs"]) not in measured]
+        data["rows"] = kept + rows
+        data["earlier_runs"] = [{"created": old["created"], "machine": old["machine"], "rows_kept": len(kept)},
+                                *old.get("earlier_runs", [])]
     json_path, md_path = write_results(name, data, speed_markdown(data))
     print(md_path.read_text())
     log(f"[speed] wrote {json_path} and {md_path}")
@@ -377,7 +390,9 @@ def speed_markdown(data: dict) -> str:
     m = data["machine"]
     lines = ["# UED maze training speed: jaxrl_self vs jaxued", "",
              f"{m['cpu_model']}, {m['cpus_usable']} usable cores, load average {m['loadavg']} at the start "
-             f"(git {str(m.get('git_commit'))[:8]}{' dirty' if m.get('git_dirty') else ''}), {data['created']}.", "",
+             f"(git {str(m.get('git_commit'))[:8]}{' dirty' if m.get('git_dirty') else ''}), {data['created']}"
+             + "".join(f"; {e['rows_kept']} rows kept from the run of {e['created']} (load {e['machine']['loadavg']})"
+                       for e in data.get("earlier_runs", [])) + ".", "",
              "Env steps per second of whole training updates (one seed, compile excluded; median of the timed "
              "repetitions). Standard maze agent (LSTM "
              f"{next(iter(ours.values()), {}).get('lstm', 256)}), jaxued's PPO settings (5 epochs x 1 minibatch).",
@@ -659,6 +674,8 @@ def main(argv=None) -> None:
     sp.add_argument("--lstm", type=int, default=256, help="LSTM units (256: the standard agent)")
     sp.add_argument("--k", type=int, default=None, help="updates per timed call")
     sp.add_argument("--no-peer", action="store_true", help="skip jaxued")
+    sp.add_argument("--merge", action="store_true",
+                    help="keep the earlier result file's rows for the methods / env counts not measured now")
     rp = sub.add_parser("results", help="(b) held-out solved rates, 3 seeds per method")
     rp.add_argument("--quick", action="store_true")
     rp.add_argument("--methods", nargs="*", choices=(*RESULT_METHODS, "plr", "parallel_plr", "parallel_accel"))

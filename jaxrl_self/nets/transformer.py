@@ -81,6 +81,8 @@ class TransformerConfig:
             and the upper bound on a KV cache's length.
         positional: ``"rope"`` (rotary embeddings on queries/keys) or ``"learned"`` (absolute, added to the input).
         value_head: add a scalar value head (one value per position).
+        value_detach: the value head reads the trunk's features under ``stop_gradient``: a value loss then trains
+            the head alone and never changes the policy's features (a value model of its own, but linear).
         tie_embeddings: LM head is the transposed token embedding (True) or its own matrix (False).
         dtype: activation dtype name, ``"float32"`` or ``"bfloat16"`` (parameters stay float32).
         rope_base: rotary frequency base.
@@ -94,6 +96,7 @@ class TransformerConfig:
     max_len: int = _static(128)
     positional: Literal["rope", "learned"] = _static("rope")
     value_head: bool = _static(False)
+    value_detach: bool = _static(False)
     tie_embeddings: bool = _static(True)
     dtype: str = _static("float32")
     rope_base: float = _static(10000.0)
@@ -115,6 +118,8 @@ class TransformerConfig:
             raise ConfigError("dtype", self.dtype, f"one of {_DTYPES}", owner)
         if not isinstance(self.value_head, bool):
             raise ConfigError("value_head", self.value_head, "True or False", owner)
+        if not isinstance(self.value_detach, bool):
+            raise ConfigError("value_detach", self.value_detach, "True or False", owner)
         if not isinstance(self.tie_embeddings, bool):
             raise ConfigError("tie_embeddings", self.tie_embeddings, "True or False", owner)
         if not self.rope_base > 0:
@@ -261,8 +266,9 @@ class Transformer(nn.Module):
                               kernel_init=nn.initializers.normal(0.02), name="lm_head")(h)
         values = None
         if cfg.value_head:
+            features = jax.lax.stop_gradient(h) if cfg.value_detach else h
             values = nn.Dense(1, dtype=jnp.float32, kernel_init=nn.initializers.zeros, name="value_head")(
-                h.astype(jnp.float32))[..., 0]
+                features.astype(jnp.float32))[..., 0]
         new_cache = None if cache is None else KVCache(keys=jnp.stack(new_k), values=jnp.stack(new_v))
         return ModelOutput(logits.astype(jnp.float32), values, new_cache)
 

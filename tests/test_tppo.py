@@ -363,7 +363,8 @@ def test_loss_denominator_and_policy_tokens_reweight_exactly(run):
     def loss(**over):
         c = cfg.replace(**over)
         batch = tppo.make_batch(c, window, pool, adv, v_mask, v_target)
-        return tppo.tppo_loss(c, TINY, state.params, batch)[1], batch
+        total, aux = tppo.tppo_loss(c, TINY, state.params, batch)
+        return {**aux, "loss": total}, batch
 
     mean_all, b_all = loss(loss_denominator="tokens")
     sum_all, _ = loss(loss_denominator="window")
@@ -374,11 +375,17 @@ def test_loss_denominator_and_policy_tokens_reweight_exactly(run):
     n_fin = float(np.sum(np.asarray(window.mask) & done[:, None]))
     np.testing.assert_array_equal(np.asarray(b_all.policy_mask), np.asarray(window.mask))
     np.testing.assert_array_equal(np.asarray(b_fin.policy_mask), np.asarray(window.mask) & done[:, None])
-    np.testing.assert_allclose(float(sum_all["policy_loss"]), float(mean_all["policy_loss"]), rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(float(sum_fin["policy_loss"]), float(mean_fin["policy_loss"]) * n_fin / n_window,
-                               rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(float(sum_all["value_loss"]), float(mean_all["value_loss"]) * n_value / n_window,
-                               rtol=1e-5, atol=1e-7)
+    # the logged losses are token means either way; the optimised total weighs them by tokens / window tokens
+    for a, b in ((sum_all, mean_all), (sum_fin, mean_fin)):
+        for k in ("policy_loss", "value_loss"):
+            np.testing.assert_allclose(float(a[k]), float(b[k]), rtol=1e-6)
+    vf = cfg.vf_coef
+    np.testing.assert_allclose(float(sum_all["loss"]), float(mean_all["policy_loss"])
+                               + vf * float(mean_all["value_loss"]) * n_value / n_window, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(float(sum_fin["loss"]), float(mean_fin["policy_loss"]) * n_fin / n_window
+                               + vf * float(mean_fin["value_loss"]) * n_value / n_window, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(float(mean_fin["loss"]), float(mean_fin["policy_loss"])
+                               + vf * float(mean_fin["value_loss"]), rtol=1e-5, atol=1e-7)
     # the finished-only policy loss is the token mean of the PPO surrogate over the finished rows (ratio 1 here:
     # the parameters that sampled the window score it, so the surrogate is -A)
     want = -np.sum(np.where(np.asarray(window.mask) & done[:, None], np.asarray(adv), 0.0)) / n_fin

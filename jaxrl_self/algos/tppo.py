@@ -152,7 +152,7 @@ class Config:
     """'window': the policy and value losses are sums over their tokens divided by the minibatch's *window*
     tokens, so a step in which few responses finished trains the value (and a 'finished'-only policy) on them
     with proportionally small weight; 'tokens' (ablation): means over their own tokens, which gives a handful of
-    finished responses the weight of a whole step (it destabilised the shared trunk in our runs)"""
+    finished responses the weight of a whole step. The logged losses are the token means either way"""
     policy_tokens: str = _static("all")
     """'all': PPO-clip on the window tokens of every slot (T-PPO); 'finished' (ablation): only on the window
     tokens of responses that finished in it, i.e. never on a window whose advantages are value differences only"""
@@ -601,12 +601,12 @@ def tppo_loss(config: Config, model_config: TransformerConfig, params: Any, mb: 
     values, v_target, v_old = (jnp.where(vm, x, z) for x in (values, v_target, v_old))
     policy_loss, stats = rl.ppo_policy_loss(logp, old_logp, adv, config.clip_eps, m)
     v_loss = rl.value_loss(values, v_old, v_target, config.value_clip_eps if config.clip_value_loss else None, vm)
+    pi_term, v_term = policy_loss, v_loss
     if config.loss_denominator == "window":  # token means -> token sums / the minibatch's window tokens
         n_window = jnp.maximum(jnp.sum(mb.window_mask), 1).astype(jnp.float32)
-        policy_loss = policy_loss * jnp.sum(m) / n_window
-        v_loss = v_loss * jnp.sum(vm) / n_window
+        pi_term, v_term = policy_loss * jnp.sum(m) / n_window, v_loss * jnp.sum(vm) / n_window
     ent = rl.entropy_bonus(entropy, m)
-    loss = jnp.where(warm, config.vf_coef * v_loss, policy_loss + config.vf_coef * v_loss - config.ent_coef * ent)
+    loss = jnp.where(warm, config.vf_coef * v_term, pi_term + config.vf_coef * v_term - config.ent_coef * ent)
     return loss, {"policy_loss": policy_loss, "value_loss": v_loss, "value_tokens": jnp.sum(vm).astype(jnp.float32),
                   "entropy": jax.lax.stop_gradient(ent), "approx_kl": stats.approx_kl,
                   "clip_fraction": stats.clip_fraction}

@@ -509,7 +509,7 @@ def cmd_results(opts) -> None:
             "--eval-every", eval_every, "--chunks", opts.chunks, "--run-dir", run_dir,
             *(["--quick"] if opts.quick else [])], env=env, timeout=None)
         r["curve"] = _curve(run_dir)
-        for f in ("solved_rate.png", "heldout.json"):
+        for f in ("solved_rate.png", "heldout.json", "buffer_top_levels.png"):
             if (run_dir / f).exists():
                 shutil.copy(run_dir / f, RESULTS_DIR / f"{name}.{method}.{f}")
         log(f"[results] {method}: {r['heldout']['solved_rate_named']['mean']:.3f} mean named-maze solved rate "

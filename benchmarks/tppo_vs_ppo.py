@@ -120,12 +120,18 @@ def method_configs(args, model_config, layout: str, profile: dict[str, Any]) -> 
                 "config": token_ppo.Config(num_updates=n, num_prompts=B, **common),
                 "expected_tokens_per_update": tokens_per_ppo_update})
     variants = [(w, "full") for w in args.windows] + [(w, "window") for w in args.window_learner]
+
+    def pool(w: int) -> tuple[int, float, int]:
+        """``(B_T slots, trained tokens per step, steps)`` for window ``w``: B_T such that a step trains on about
+        as many tokens as a PPO update (B responses); a response stays E[ceil(L / l)] steps in the pool, so a step
+        finishes B_T / E[ceil(L / l)] responses."""
+        per_response = windows_per_response(profile["lengths"], w)
+        slots = max(M, M * round(B * per_response / M))
+        per_step = slots * profile["mean"] / per_response
+        return slots, per_step, max(args.chunks, round(args.budget / per_step))
+
     for w, learner in variants:
-        # B_T slots such that a step trains on about as many tokens as a PPO update (B responses): a response
-        # stays E[ceil(L / l)] steps in the pool, so a step finishes B_T / E[ceil(L / l)] responses
-        slots = max(M, M * round(B * windows_per_response(profile["lengths"], w) / M))
-        per_step = slots * profile["mean"] / windows_per_response(profile["lengths"], w)
-        n = max(args.chunks, round(args.budget / per_step))
+        slots, per_step, n = pool(w)
         name = f"tppo-l{w}" + ("-window" if learner == "window" else "")
         label = f"T-PPO l={w}" + (" (window learner)" if learner == "window" else "")
         out.append({"name": name, "label": label, "module": tppo,
@@ -136,9 +142,7 @@ def method_configs(args, model_config, layout: str, profile: dict[str, Any]) -> 
         tag, _, assignments = spec.partition(":")
         over = {k: _parse_value(v) for k, v in (a.split("=", 1) for a in assignments.split(",") if a)}
         w = over.get("window", args.ablate_window)
-        slots = max(M, M * round(B * windows_per_response(profile["lengths"], w) / M))
-        per_step = slots * profile["mean"] / windows_per_response(profile["lengths"], w)
-        n = max(args.chunks, round(args.budget / per_step))
+        slots, per_step, n = pool(w)
         config = tppo.Config(num_updates=n, num_slots=slots, window=args.ablate_window, learner="full",
                              refresh_cache=True, **common).replace(**over)
         out.append({"name": f"tppo-{tag}", "label": f"T-PPO l={w}, " + ", ".join(f"{k}={v}" for k, v in over.items()),

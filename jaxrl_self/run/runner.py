@@ -65,7 +65,7 @@ from jax.experimental import io_callback
 
 from jaxrl_self.core.algorithm import SEED_AXIS, Train
 from jaxrl_self.core.errors import ConfigError, NonFiniteLossError
-from jaxrl_self.run.checkpoint import Checkpointer, config_to_dict
+from jaxrl_self.run.checkpoint import Checkpointer, config_to_dict, diff_configs
 from jaxrl_self.run.metrics import MetricsWriter, flatten_metrics, flatten_tree, write_json
 from jaxrl_self.run.stats import final_value, mean_ci
 
@@ -454,8 +454,7 @@ class Runner:
                 raise ConfigError(f"programs.{name}", got, f"this runner needs {name}={want!r} (programs compiled "
                                   "for another chunking, seed count or progress setting)", owner="Runner")
         if programs.config is not None and self.train.config is not None and programs.config != self.train.config:
-            mine, theirs = config_to_dict(self.train.config), config_to_dict(programs.config)
-            diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+            diff = diff_configs(config_to_dict(programs.config), config_to_dict(self.train.config), ignore=())
             raise ConfigError("programs.config", ", ".join(diff) or type(programs.config).__name__,
                               "the programs were compiled for another config (fields that differ listed)",
                               owner="Runner")

@@ -25,6 +25,7 @@ from jaxrl_self.envs.maze import Level, named_level
 from jaxrl_self.run import checkpoint as ckpt_lib
 from jaxrl_self.run import metrics as metrics_lib
 from jaxrl_self.run.runner import CompiledPrograms, RunOptions, Runner, make_chunk_fn, run_description, seed_keys
+from treecheck import assert_bitwise
 
 # compile fast, run slow: XLA:CPU without its fusion emitters compiles these programs about 3x faster
 OPT0 = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
@@ -112,18 +113,6 @@ def _fast_runner(monkeypatch):
 
 def seed(tree, i):
     return jax.tree.map(lambda x: x[i], tree)
-
-
-def leaves(tree):
-    return [np.asarray(jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
-            for x in jax.tree.leaves(tree)]
-
-
-def assert_bitwise(a, b):
-    la, lb = leaves(a), leaves(b)
-    assert len(la) == len(lb)
-    for x, y in zip(la, lb):
-        np.testing.assert_array_equal(x, y)
 
 
 def bfs(level) -> int:

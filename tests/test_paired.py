@@ -23,6 +23,7 @@ from jaxrl_self.curricula import paired
 from jaxrl_self.envs.maze import MazeEditor
 from jaxrl_self.run import metrics as metrics_lib
 from jaxrl_self.run.runner import RunOptions, Runner, run_description, seed_keys
+from treecheck import assert_bitwise
 
 # compile fast, run slow: XLA:CPU without its fusion emitters compiles these programs about 3x faster
 OPT0 = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
@@ -35,18 +36,6 @@ CONFIG = paired.Config(**TINY)
 
 def jit0(f, **kw):
     return jax.jit(f, compiler_options=OPT0, **kw)
-
-
-def leaves(tree):
-    return [np.asarray(jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
-            for x in jax.tree.leaves(tree)]
-
-
-def assert_bitwise(a, b):
-    la, lb = leaves(a), leaves(b)
-    assert len(la) == len(lb)
-    for x, y in zip(la, lb):
-        np.testing.assert_array_equal(x, y)
 
 
 @pytest.fixture(autouse=True)

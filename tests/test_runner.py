@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -36,6 +35,7 @@ from jaxrl_self.run.runner import (
     seed_keys,
 )
 from jaxrl_self.run.stats import final_value, mean_ci
+from treecheck import assert_bitwise
 
 TESTS = Path(__file__).parent
 N_UPDATES, SEEDS, EVERY = 20, 2, 6  # chunks of 6, 6, 6 and a partial 2: exercises the masked last chunk
@@ -53,19 +53,6 @@ def _desc(cfg=CFG, seeds=SEEDS):
 
 def _runner(run_dir, cfg=CFG, opts=OPTS, **kw):
     return Runner(_train(cfg), opts, description=_desc(cfg, opts.seeds), run_dir=run_dir, **kw)
-
-
-def _leaves(tree):
-    return [np.asarray(jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
-            for x in jax.tree.leaves(tree)]
-
-
-def _assert_bitwise(a, b):
-    la, lb = _leaves(a), _leaves(b)
-    assert len(la) == len(lb)
-    for x, y in zip(la, lb):
-        assert x.dtype == y.dtype and x.shape == y.shape
-        np.testing.assert_array_equal(x, y)
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +102,7 @@ def test_chunked_run_matches_back_to_back_chunks(reference):
         n = min(EVERY, N_UPDATES - start)
         states, m = chunk(states, np.int32(n))
         rows.append(np.asarray(m.loss)[:n])
-    _assert_bitwise(reference.states, states)
+    assert_bitwise(reference.states, states)
     np.testing.assert_array_equal(np.concatenate(rows), reference.metrics["loss"])
     assert reference.metrics["loss"].shape == (N_UPDATES, SEEDS)
     assert np.all(np.asarray(reference.states.update_step) == N_UPDATES)
@@ -317,7 +304,7 @@ def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
     assert fresh.all_steps() == [1]
     step, restored, cfg = fresh.restore(abstract)
     assert step == 1 and cfg == {"a": 1}
-    _assert_bitwise(restored, state)
+    assert_bitwise(restored, state)
 
 
 _KILL_MID_SAVE = textwrap.dedent("""
@@ -361,7 +348,7 @@ def test_sigkill_during_save_leaves_previous_checkpoint_restorable(tmp_path):
     assert ck.all_steps() == [1]
     step, restored, cfg = ck.restore(jax.eval_shape(jax.vmap(train.init), keys))
     assert step == 1 and cfg == {"a": 1}
-    _assert_bitwise(restored, jax.jit(jax.vmap(train.init))(keys))
+    assert_bitwise(restored, jax.jit(jax.vmap(train.init))(keys))
     assert not [p for p in ck_dir.iterdir() if "tmp" in p.name]  # cleaned up by the new manager
 
 
@@ -574,7 +561,7 @@ def test_programs_compiled_once_serve_another_runner(tmp_path, reference):
     assert programs.config == CFG
     result = _runner(tmp_path / "second", programs=programs).run()
     assert not any(k.startswith("compile") for k in result.summary if result.summary[k])
-    _assert_bitwise(result.states, reference.states)
+    assert_bitwise(result.states, reference.states)
     np.testing.assert_array_equal(result.metrics["loss"], reference.metrics["loss"])
 
 

@@ -1,7 +1,6 @@
 """UED scores (positive value loss, MaxMC, L1 value loss, return, negative return) against a hand-computed
 example and a plain-Python per-episode reference on random rollouts with unfinished tails."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

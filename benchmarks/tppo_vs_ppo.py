@@ -243,7 +243,8 @@ def cost_split(m, task, params0, model_config, reps: int = 3) -> dict[str, float
         def generate(s):
             return tppo.collect_window(s.rng, s.params, s.pool, s.prompts_issued, config=c, task=task,
                                        task_params=task_params, model_config=model_config,
-                                       prompt_layout=c.prompt_layout, reward_fn=reward)[2].tokens
+                                       prompt_layout=c.prompt_layout, reward_fn=reward,
+                                       value_params=s.value_params)[2].tokens
     else:
         def generate(s):
             problems = grpo.sample_problems(s.rng, task, task.default_params, c.num_prompts)

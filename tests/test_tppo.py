@@ -25,6 +25,7 @@ from jaxrl_self.algos import grpo, tppo
 from jaxrl_self.core import ConfigError
 from jaxrl_self.nets.transformer import TransformerConfig, init_params
 from jaxrl_self.rl.advantages import egae, length_adaptive_lambda, window_next_values
+from treecheck import assert_bitwise
 
 TASK = envs.make("chain", max_steps_cap=4)  # prompt_len 12
 R = 6  # max_new_tokens
@@ -269,10 +270,72 @@ def test_same_seed_same_metrics_and_seed_matters(run):
     assert not np.array_equal(np.asarray(s3[-1].pool.slots.tokens), np.asarray(s1[1].pool.slots.tokens))
 
 
-def test_resume_mid_pool_is_bitwise(run, tmp_path):
+@pytest.fixture(scope="module")
+def run_separate():
+    """The same run with ``value_model="separate"``: a second network, initialised as a copy, learns the value."""
+    train = tppo.make_train(CONFIG.replace(value_model="separate", value_warmup_updates=2), TASK,
+                            reward_fn=_token_sum_reward,
+                            init_params=_biased_params(), model_config=TINY)
+    init = jax.jit(train.init)
+    state0 = init(jax.random.key(3))
+    update = jax.jit(train.update).lower(state0).compile()
+    return train, init, update, state0
+
+
+def _changed(a, b):
+    return {k: any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a[k]), jax.tree.leaves(b[k]))) for k in a}
+
+
+def test_separate_value_network_warms_up_alone_and_never_moves_the_policy_head(run_separate):
+    _, _, update, state0 = run_separate
+    for a, b in zip(jax.tree.leaves(state0.params), jax.tree.leaves(state0.value_params)):
+        np.testing.assert_array_equal(a, b)  # the value network starts as a copy of the initial policy
+    states, metrics = _steps(update, state0, 4)  # value_warmup_updates = 2
+    warm_pi, warm_v = _changed(states[0].params, states[2].params), _changed(states[0].value_params,
+                                                                             states[2].value_params)
+    assert not any(warm_pi.values()), "the policy moved during the value warm-up"
+    # the whole value network learns (its trunk from the second step on: the fresh head's kernel starts at zero)
+    assert all(warm_v.values()), warm_v
+    after_pi = _changed(states[2].params, states[4].params)
+    assert after_pi.pop("value_head") is False  # the policy's own value head is unused
+    assert all(after_pi.values()) and all(_changed(states[2].value_params, states[4].value_params).values())
+    for m in metrics:  # the policy that sampled the window scores it at the first (only) minibatch: ratio 1
+        assert abs(float(m.approx_kl)) < 1e-6 and float(m.clip_fraction) == 0.0
+
+
+def test_separate_value_network_supplies_the_window_values_and_bootstrap(run_separate):
+    _, _, update, state0 = run_separate
+    states, _ = _steps(update, state0, 2)
+    state = states[-1]
+    value_params = jax.tree.map(lambda x: x * 1.1, state.value_params)  # clearly not the policy's head
+    cfg = CONFIG.replace(value_model="separate", bootstrap="exact")
+    pool, _, window = tppo.collect_window(
+        jax.random.key(5), state.params, state.pool, state.prompts_issued, config=cfg, task=TASK,
+        task_params=grpo.task_params_for(cfg, TASK), model_config=TINY, prompt_layout=cfg.prompt_layout,
+        reward_fn=_token_sum_reward, value_params=value_params)
+    slots = pool.slots
+    S = slots.tokens.shape[1]
+    ref = lm.score(value_params, slots.tokens, slots.prompt_len, jnp.full_like(slots.length, S), config=TINY).values
+    m = np.asarray(window.mask)
+    want = np.take_along_axis(np.asarray(ref), np.clip(np.asarray(window.position), 0, S - 1), axis=1)
+    np.testing.assert_allclose(np.where(m, window.values, 0), np.where(m, want, 0), atol=2e-5)
+    cut = ~np.asarray(window.done)
+    assert cut.any()
+    after = lm.score(value_params, slots.tokens, slots.prompt_len, jnp.full_like(slots.length, S),
+                     config=TINY)  # V(s_l) = the value that position `length` would have (the next token's state)
+    boot = np.take_along_axis(np.asarray(after.values), np.asarray(slots.length)[:, None], axis=1)[:, 0]
+    np.testing.assert_allclose(np.asarray(window.bootstrap)[cut], boot[cut], atol=2e-5)
+    head = np.take_along_axis(np.asarray(lm.score(state.params, slots.tokens, slots.prompt_len,
+                                                  jnp.full_like(slots.length, S), config=TINY).values),
+                              np.clip(np.asarray(window.position), 0, S - 1), axis=1)
+    assert not np.allclose(np.where(m, window.values, 0), np.where(m, head, 0))
+
+
+@pytest.mark.parametrize("fixture", ["run", "run_separate"])
+def test_resume_mid_pool_is_bitwise(fixture, request, tmp_path):
     from jaxrl_self.run.checkpoint import Checkpointer
 
-    _, _, update, state0 = run
+    _, _, update, state0 = request.getfixturevalue(fixture)
     full, m_full = _steps(update, state0, 4)
     half, _ = _steps(update, state0, 2)
     mid = half[-1]
@@ -282,12 +345,8 @@ def test_resume_mid_pool_is_bitwise(run, tmp_path):
         step, restored, _ = ckpt.restore(jax.eval_shape(lambda: state0))
     assert step == 2
     resumed, m_resumed = _steps(update, restored, 2)
-    for a, b in zip(jax.tree.leaves(full[-1]), jax.tree.leaves(resumed[-1])):
-        if jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
-            a, b = jax.random.key_data(a), jax.random.key_data(b)
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    for a, b in zip(jax.tree.leaves(m_full[2:]), jax.tree.leaves(m_resumed)):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert_bitwise(full[-1], resumed[-1])  # parameters (both networks), Adam state, RNG, the pool...
+    assert_bitwise(m_full[2:], m_resumed)
 
 
 # ================================================================================================ learner pieces
@@ -400,6 +459,7 @@ def test_loss_denominator_and_policy_tokens_reweight_exactly(run):
     ("learner", "partial", "one of"),
     ("bootstrap", "last", "one of"),
     ("value_tokens", "some", "one of"),
+    ("value_model", "twin", "one of"),
     ("policy_tokens", "cut", "one of"),
     ("loss_denominator", "batch", "one of"),
     ("policy_lambda", 1.5, "[0, 1]"),

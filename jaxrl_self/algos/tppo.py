@@ -33,14 +33,16 @@ One training step (:func:`make_train`'s ``update``), top to bottom:
    ``"exact"``, the true ``V(s_l)`` from one more forward step). ``λ_π`` is ``policy_lambda`` or, with
    ``length_adaptive_lambda``, ``1 − 1/(α · tokens so far)``. Advantages are whitened over the window's tokens
    (``normalize_advantages``). A cut window carries no reward, only value differences: T-PPO learns only as
-   well as its value function does (``value_warmup_updates`` trains the value head alone for the first steps).
+   well as its value function does (``value_warmup_updates`` trains the value alone for the first steps).
 4. **value targets** (:func:`value_targets`): with ``value_tokens="finished"`` (T-PPO) the value is trained only
    on responses that finished in this step, on all their tokens, against the ``λ_V``-return of the whole
    response (``value_lambda = 1``: the Monte-Carlo return, here the terminal reward); ``"all"`` (ablation)
    trains it like the policy, on the window tokens of all responses against their EGAE ``λ_V``-returns.
 5. **learn** (:func:`learn` from GRPO, with :func:`tppo_loss`): ``update_epochs`` x ``num_minibatches`` of slots;
    ``L = PPO-clip(window tokens of all slots) + vf_coef · value loss − ent_coef · entropy`` (token means),
-   global-norm clipping, Adam (``value_warmup_updates``: value loss and value head only). ``learner="full"``
+   global-norm clipping, Adam (``value_warmup_updates``: the value loss only, the policy held fixed). With
+   ``value_model="separate"`` the value is a second network (a copy of the initial policy with its own Adam
+   state) that scores the window after decoding and learns only from the value loss. ``learner="full"``
    re-scores each slot's whole buffer in one causal forward pass (exact gradients, the same computation as the
    token-PPO learner); ``learner="window"`` recomputes only the window's tokens on top of the slot's KV cache,
    with no gradient through the cached context (cheaper by about ``buffer / window``; :func:`window_scores`).
@@ -59,6 +61,7 @@ from typing import Any, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import struct
 
 from jaxrl_self import lm, rl
@@ -81,7 +84,7 @@ from jaxrl_self.core.errors import ConfigError
 from jaxrl_self.core.sequence import Problem, SequenceTask
 from jaxrl_self.lm.evaluate import PROMPT_LAYOUTS, prompt_lengths
 from jaxrl_self.lm.sampling import entropy_from_logits, token_logprobs
-from jaxrl_self.nets.transformer import KVCache, TransformerConfig, apply
+from jaxrl_self.nets.transformer import KVCache, TransformerConfig, apply, causal_mask
 from jaxrl_self.nets.transformer import init_params as init_model_params
 from jaxrl_self.rl.advantages import egae, length_adaptive_lambda
 
@@ -91,6 +94,7 @@ __all__ = [
     "LEARNERS",
     "BOOTSTRAPS",
     "VALUE_TOKENS",
+    "VALUE_MODELS",
     "Config",
     "Pool",
     "RunState",
@@ -102,6 +106,7 @@ __all__ = [
     "refill",
     "collect_window",
     "bootstrap_value",
+    "state_values",
     "window_advantages",
     "value_targets",
     "make_batch",
@@ -117,6 +122,7 @@ DEFAULT_ENV = "chain"
 LEARNERS = ("full", "window")
 BOOTSTRAPS = ("previous", "zero", "exact")
 VALUE_TOKENS = ("finished", "all")
+VALUE_MODELS = ("head", "separate")
 POLICY_TOKENS = ("all", "finished")
 LOSS_DENOMINATORS = ("window", "tokens")
 
@@ -146,6 +152,10 @@ class Config:
     """recompute every slot's KV cache under the current parameters before decoding a window"""
     bootstrap: str = _static("previous")
     """value after a cut: 'previous' (EGAE, V(s_l) := V(s_l-1)), 'zero' (ablation), 'exact' (V(s_l))"""
+    value_model: str = _static("head")
+    """'head': the value is a head on the policy's trunk (one network, as token_ppo); 'separate': a second network
+    of the policy's architecture, initialised as a copy of the initial policy (value head included) and trained
+    only by the value loss with its own Adam state, as in the paper (the policy's own head is then unused)"""
     value_tokens: str = _static("finished")
     """'finished': value on finished responses against their return; 'all': on every window token (ablation)"""
     loss_denominator: str = _static("window")
@@ -181,7 +191,8 @@ class Config:
     warmup_updates: int = 0
     """linear learning-rate warm-up over this many training steps (0 = constant)"""
     value_warmup_updates: int = 0
-    """first training steps in which only the value head learns (EGAE needs an informative value)"""
+    """first training steps in which only the value learns (the value head, or with value_model="separate" the whole
+    value network; the policy is held fixed): EGAE needs an informative value"""
     gamma: float = 1.0
     """discount over response tokens"""
     policy_lambda: float = 0.95
@@ -226,7 +237,8 @@ class Config:
                  "response already makes every response finish in its first window)")
         if self.num_slots % self.num_minibatches:
             fail("num_minibatches", self.num_minibatches, f"a divisor of num_slots={self.num_slots}")
-        for name, allowed in (("learner", LEARNERS), ("bootstrap", BOOTSTRAPS), ("value_tokens", VALUE_TOKENS),
+        for name, allowed in (("learner", LEARNERS), ("bootstrap", BOOTSTRAPS), ("value_model", VALUE_MODELS),
+                              ("value_tokens", VALUE_TOKENS),
                               ("policy_tokens", POLICY_TOKENS), ("loss_denominator", LOSS_DENOMINATORS)):
             if getattr(self, name) not in allowed:
                 fail(name, getattr(self, name), f"one of {allowed}")
@@ -315,6 +327,7 @@ class RunState:
     prompts_issued: jax.Array  # int32, prompts that entered the pool so far (the next prompt_id)
     responses_finished: jax.Array  # int32, responses finished and scored so far
     reward_extras: Any = None
+    value_params: Any = None  # value_model="separate": the value network (opt_state then covers both networks)
 
 
 @struct.dataclass
@@ -443,12 +456,25 @@ def bootstrap_value(params: Any, slots: lm.DecodeState, *, config: TransformerCo
     return values[:, 0]
 
 
+def state_values(params: Any, tokens: jax.Array, *, config: TransformerConfig) -> jax.Array:
+    """``[B, S]`` values of a (value) network over whole buffers, one causal forward pass: entry ``p`` is ``V`` of
+    the state after buffer token ``p`` (so ``V(s_t)`` of the token at position ``q`` is entry ``q - 1``)."""
+    B, S = tokens.shape
+    positions = jnp.broadcast_to(jnp.arange(S, dtype=jnp.int32), (B, S))
+    _, values, _ = apply(params, tokens, positions, causal_mask(S), config=config)
+    return values
+
+
 def collect_window(key: jax.Array, params: Any, pool: Pool, prompts_issued: jax.Array, *, config: Config,
                    task: SequenceTask, task_params: Any, model_config: TransformerConfig, prompt_layout: str,
-                   reward_fn: RewardFn, reward_extras: Any = None) -> tuple[Pool, jax.Array, Window]:
+                   reward_fn: RewardFn, reward_extras: Any = None,
+                   value_params: Any = None) -> tuple[Pool, jax.Array, Window]:
     """Refill, (refresh the caches,) decode one window of ``config.window`` tokens per slot and score the
     responses that finished. Returns ``(pool, prompts_issued, window)``; finished slots keep their response
-    (``pool.slots.done``) until the next :func:`refill`."""
+    (``pool.slots.done``) until the next :func:`refill`.
+
+    ``value_params`` (``value_model="separate"``): the values ``V_old(s_t)`` and ``V(s_l)`` come from this value
+    network (one causal forward pass over the slots' buffers after the window) instead of the policy's head."""
     k_refill, k_reward = jax.random.split(key)
     pool, prompts_issued = refill(k_refill, params, pool, prompts_issued, task=task, task_params=task_params,
                                   model_config=model_config, prompt_layout=prompt_layout)
@@ -460,6 +486,12 @@ def collect_window(key: jax.Array, params: Any, pool: Pool, prompts_issued: jax.
     slots, out = lm.decode(params, slots, config.window, config=model_config, sampling=sampling)
     B, S = slots.tokens.shape
     rows = jnp.arange(B)[:, None]
+    exact_boot = None
+    if value_params is not None:  # after[b, p]: the value network's V of the state after buffer token p
+        after = state_values(value_params, slots.tokens, config=model_config)
+        before = jnp.take_along_axis(after, jnp.clip(out.position - 1, 0, S - 1), axis=1)  # V(s_t) of token t
+        out = out.replace(values=jnp.where(out.mask, before, 0.0))
+        exact_boot = jnp.take_along_axis(after, jnp.maximum(slots.length - 1, 0)[:, None], axis=1)[:, 0]
     values = pool.values.at[rows, out.position].set(out.values, mode="drop")  # positions past S are dropped
 
     # score the responses that finished in this window, exactly once
@@ -475,6 +507,8 @@ def collect_window(key: jax.Array, params: Any, pool: Pool, prompts_issued: jax.
         boot = jnp.take_along_axis(out.values, last[:, None], axis=1)[:, 0]
     elif config.bootstrap == "zero":
         boot = jnp.zeros((B,), jnp.float32)
+    elif exact_boot is not None:
+        boot = exact_boot
     else:
         boot = bootstrap_value(params, slots, config=model_config)
 
@@ -578,22 +612,28 @@ def tppo_loss(config: Config, model_config: TransformerConfig, params: Any, mb: 
     and only the value head receives a gradient (the shared trunk is held fixed). Returns ``(loss, aux)``.
     """
     warm = mb.warmup[0]
-    params = {k: v if k == "value_head" else jax.tree.map(lambda p: jnp.where(warm, jax.lax.stop_gradient(p), p), v)
-              for k, v in params.items()}
+    freeze = lambda tree: jax.tree.map(lambda p: jnp.where(warm, jax.lax.stop_gradient(p), p), tree)  # noqa: E731
+    if config.value_model == "separate":  # params = {"policy": ..., "value": ...}; warm-up: the policy is frozen
+        policy, value_net = freeze(params["policy"]), params["value"]
+    else:  # one network; warm-up: everything but the value head is frozen
+        policy, value_net = {k: v if k == "value_head" else freeze(v) for k, v in params.items()}, None
     B, l = mb.window_mask.shape
     S = mb.tokens.shape[1]
     pos = jnp.clip(mb.start[:, None] + jnp.arange(l)[None, :], 0, S - 1)
     if config.learner == "full":
-        out = lm.score(params, mb.tokens, mb.prompt_len, mb.length, config=model_config, with_entropy=True)
+        out = lm.score(policy, mb.tokens, mb.prompt_len, mb.length, config=model_config, with_entropy=True)
         logp = jnp.take_along_axis(out.logp, pos, axis=1)
         entropy = jnp.take_along_axis(out.entropy, pos, axis=1)
         values, v_mask, v_target, v_old = out.values, mb.value_mask, mb.value_target, mb.value_old
     else:
         cache = jax.tree.map(lambda x: jnp.moveaxis(x, 0, 1), mb.cache)
-        logp, entropy, values = window_scores(params, mb.tokens, cache, mb.start, l, config=model_config)
+        logp, entropy, values = window_scores(policy, mb.tokens, cache, mb.start, l, config=model_config)
         take = lambda x: jnp.take_along_axis(x, pos, axis=1)  # noqa: E731
         v_mask = take(mb.value_mask) & mb.window_mask
         v_target, v_old = take(mb.value_target), take(mb.value_old)
+    if value_net is not None:  # the value network re-scores the whole buffers (every value position, any learner)
+        values = lm.score(value_net, mb.tokens, mb.prompt_len, mb.length, config=model_config).values
+        v_mask, v_target, v_old = mb.value_mask, mb.value_target, mb.value_old
 
     m, vm = mb.policy_mask, v_mask
     z = jnp.zeros((), jnp.float32)
@@ -645,7 +685,11 @@ def make_train(config: Config, env: SequenceTask, env_params: Any = None, *, rew
         raise ConfigError("max_new_tokens", config.max_new_tokens,
                           f"<= model max_len - prompt_len = {model_cfg.max_len - task.prompt_len}", "tppo.Config")
     reward_fn = verifier_reward(task, config.format_penalty) if reward_fn is None else reward_fn
+    separate = config.value_model == "separate"
     tx = make_optimizer(config)
+    if separate:  # two networks, two Adam states and gradient-norm clips: {"policy": ..., "value": ...}
+        tx = optax.multi_transform({"policy": tx, "value": make_optimizer(config)},
+                                   lambda p: {k: jax.tree.map(lambda _: k, v) for k, v in p.items()})
     B, l = config.num_slots, config.window
 
     def loss_fn(params, mb):
@@ -654,11 +698,13 @@ def make_train(config: Config, env: SequenceTask, env_params: Any = None, *, rew
     def init(key: jax.Array) -> RunState:
         k_params, k_run = jax.random.split(key)
         params = init_model_params(k_params, model_cfg) if params0 is None else params0
+        value_params = jax.tree.map(jnp.copy, params) if separate else None  # the value network starts as a copy
         zero = jnp.zeros((), jnp.int32)
-        return RunState(params=params, opt_state=tx.init(params), rng=k_run, update_step=zero, env_steps=zero,
+        learned = {"policy": params, "value": value_params} if separate else params
+        return RunState(params=params, opt_state=tx.init(learned), rng=k_run, update_step=zero, env_steps=zero,
                         nonfinite_update=jnp.full((), -1, jnp.int32),
                         pool=init_pool(model_cfg, task, B, config.max_new_tokens), prompts_issued=zero,
-                        responses_finished=zero, reward_extras=reward_extras)
+                        responses_finished=zero, reward_extras=reward_extras, value_params=value_params)
 
     def update(state: RunState) -> tuple[RunState, Metrics]:
         rng, k_window, k_learn = jax.random.split(state.rng, 3)
@@ -666,7 +712,7 @@ def make_train(config: Config, env: SequenceTask, env_params: Any = None, *, rew
         pool, issued, window = collect_window(
             k_window, state.params, state.pool, state.prompts_issued, config=config, task=task,
             task_params=task_params, model_config=model_cfg, prompt_layout=layout, reward_fn=reward_fn,
-            reward_extras=state.reward_extras)
+            reward_extras=state.reward_extras, value_params=state.value_params)
         # 3. EGAE for the policy (per-response λ if length-adaptive)
         lam = (length_adaptive_lambda(window.response_len, config.lambda_alpha) if config.length_adaptive_lambda
                else config.policy_lambda)
@@ -676,8 +722,17 @@ def make_train(config: Config, env: SequenceTask, env_params: Any = None, *, rew
         # 5. learn
         warmup = state.update_step < config.value_warmup_updates
         batch = make_batch(config, window, pool, advantages, v_mask, v_target, warmup)
-        params, opt_state, stats = learn(k_learn, config, loss_fn, tx, state.params, state.opt_state, batch)
-        params, opt_state, nonfinite = guard_nonfinite(state, params, opt_state, stats["loss"])
+        if separate:
+            learned = {"policy": state.params, "value": state.value_params}
+            learned, opt_state, stats = learn(k_learn, config, loss_fn, tx, learned, state.opt_state, batch)
+            learned, opt_state, nonfinite = guard_nonfinite(
+                state.replace(params={"policy": state.params, "value": state.value_params}), learned, opt_state,
+                stats["loss"])
+            params, value_params = learned["policy"], learned["value"]
+        else:
+            params, opt_state, stats = learn(k_learn, config, loss_fn, tx, state.params, state.opt_state, batch)
+            params, opt_state, nonfinite = guard_nonfinite(state, params, opt_state, stats["loss"])
+            value_params = None
 
         n_tokens = jnp.sum(window.mask, dtype=jnp.int32)
         env_steps = state.env_steps + n_tokens
@@ -706,6 +761,7 @@ def make_train(config: Config, env: SequenceTask, env_params: Any = None, *, rew
         )
         new_state = state.replace(params=params, opt_state=opt_state, rng=rng, update_step=state.update_step + 1,
                                   env_steps=env_steps, nonfinite_update=nonfinite, pool=pool, prompts_issued=issued,
+                                  value_params=value_params,
                                   responses_finished=state.responses_finished + jnp.sum(done, dtype=jnp.int32))
         return new_state, metrics
 

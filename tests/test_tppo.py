@@ -296,6 +296,11 @@ def test_separate_value_network_warms_up_alone_and_never_moves_the_policy_head(r
     assert not any(warm_pi.values()), "the policy moved during the value warm-up"
     # the whole value network learns (its trunk from the second step on: the fresh head's kernel starts at zero)
     assert all(warm_v.values()), warm_v
+    # the frozen policy's Adam state does not advance during the warm-up (no step count without gradients)
+    policy_opt = lambda st: st.opt_state.inner_states["policy"]  # noqa: E731
+    assert_bitwise(policy_opt(states[2]), policy_opt(states[0]))
+    counts = [int(x) for x in jax.tree.leaves(policy_opt(states[3])) if np.ndim(x) == 0]
+    assert counts and all(c == CONFIG.update_epochs * CONFIG.num_minibatches for c in counts)
     after_pi = _changed(states[2].params, states[4].params)
     assert after_pi.pop("value_head") is False  # the policy's own value head is unused
     assert all(after_pi.values()) and all(_changed(states[2].value_params, states[4].value_params).values())

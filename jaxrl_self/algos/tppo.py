@@ -80,6 +80,7 @@ from jaxrl_self.algos.grpo import (
 )
 from jaxrl_self.algos.token_ppo import token_gae
 from jaxrl_self.core.algorithm import Train, static_field as _static
+from jaxrl_self.core.environment import tree_select
 from jaxrl_self.core.errors import ConfigError
 from jaxrl_self.core.sequence import Problem, SequenceTask
 from jaxrl_self.lm.evaluate import PROMPT_LAYOUTS, prompt_lengths
@@ -729,6 +730,10 @@ def make_train(config: Config, env: SequenceTask, env_params: Any = None, *, rew
                 state.replace(params={"policy": state.params, "value": state.value_params}), learned, opt_state,
                 stats["loss"])
             params, value_params = learned["policy"], learned["value"]
+            # a warm-up step leaves the policy's Adam state as it was: its step count would otherwise advance
+            # with zero gradients, and Adam's bias correction would then make its first real steps too large
+            policy_opt = tree_select(warmup, state.opt_state.inner_states["policy"], opt_state.inner_states["policy"])
+            opt_state = opt_state._replace(inner_states={**opt_state.inner_states, "policy": policy_opt})
         else:
             params, opt_state, stats = learn(k_learn, config, loss_fn, tx, state.params, state.opt_state, batch)
             params, opt_state, nonfinite = guard_nonfinite(state, params, opt_state, stats["loss"])

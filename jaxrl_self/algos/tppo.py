@@ -612,7 +612,9 @@ def tppo_loss(config: Config, model_config: TransformerConfig, params: Any, mb: 
 
     Every per-token input is replaced by a constant outside its mask before any arithmetic, so neither the loss
     nor its gradient sees padding. On a value warm-up step (``mb.warmup``) the loss is ``vf_coef`` x value loss
-    and only the value head receives a gradient (the shared trunk is held fixed). Returns ``(loss, aux)``.
+    and only the value head receives a gradient (the shared trunk is held fixed). With ``value_model="separate"``
+    ``params`` is ``{"policy": ..., "value": ...}``: the value network re-scores the whole buffers for the value
+    loss (whatever the learner) and a warm-up step holds the whole policy fixed. Returns ``(loss, aux)``.
     """
     warm = mb.warmup[0]
     freeze = lambda tree: jax.tree.map(lambda p: jnp.where(warm, jax.lax.stop_gradient(p), p), tree)  # noqa: E731
@@ -726,11 +728,10 @@ def make_train(config: Config, env: SequenceTask, env_params: Any = None, *, rew
         warmup = state.update_step < config.value_warmup_updates
         batch = make_batch(config, window, pool, advantages, v_mask, v_target, warmup)
         if separate:
-            learned = {"policy": state.params, "value": state.value_params}
-            learned, opt_state, stats = learn(k_learn, config, loss_fn, tx, learned, state.opt_state, batch)
-            learned, opt_state, nonfinite = guard_nonfinite(
-                state.replace(params={"policy": state.params, "value": state.value_params}), learned, opt_state,
-                stats["loss"])
+            before = {"policy": state.params, "value": state.value_params}
+            learned, opt_state, stats = learn(k_learn, config, loss_fn, tx, before, state.opt_state, batch)
+            learned, opt_state, nonfinite = guard_nonfinite(state.replace(params=before), learned, opt_state,
+                                                            stats["loss"])
             params, value_params = learned["policy"], learned["value"]
             # a warm-up step leaves the policy's Adam state as it was: its step count would otherwise advance
             # with zero gradients, and Adam's bias correction would then make its first real steps too large

@@ -347,3 +347,26 @@ def test_tiny_pretraining_via_cli_learns_and_exports(tmp_path):
     assert ck_cfg == cfg and ck_meta["prompt_layout"] == "packed"
     jax.tree.map(np.testing.assert_array_equal, ck_params, params)
     assert main(["pretrain", "--recipe", "nope"]) == 2
+
+
+def test_training_from_a_base_model_uses_the_task_it_was_trained_on(monkeypatch):
+    """``run_training`` (hence ``jaxrl-self train ... --base-model chain-base``) builds the task the model knows,
+    ``ChainTask(max_steps_cap=16)``, not the registry's default ``max_steps_cap=32`` (prompts longer than the
+    model's ``max_len``, which ``make_train`` would refuse); explicit ``env_kwargs`` and other tasks stand."""
+    from jaxrl_self.algos import tppo
+    from jaxrl_self.run import runner as runner_lib
+
+    assert runner_lib.base_model_task_kwargs("chain-base", "chain") == {"max_steps_cap": 16}
+    assert runner_lib.base_model_task_kwargs("chain-base", "addition") is None
+    built = {}
+
+    def stop(self):  # nothing is compiled or run: the test is about what the run was built from
+        built["description"] = self.description
+        return "stopped"
+
+    monkeypatch.setattr(runner_lib.Runner, "run", stop)
+    config = tppo.Config(base_model="chain-base", max_new_tokens=22, num_slots=4, num_minibatches=1, window=4)
+    assert runner_lib.run_training("tppo", "chain", config, run_dir=False) == "stopped"
+    assert built["description"]["env_kwargs"] == {"max_steps_cap": 16}
+    with pytest.raises(ConfigError, match="max_len"):  # an explicit task the model cannot read is refused
+        runner_lib.run_training("tppo", "chain", config, env_kwargs={"max_steps_cap": 32}, run_dir=False)

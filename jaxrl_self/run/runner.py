@@ -82,6 +82,7 @@ __all__ = [
     "UnknownAlgorithmError",
     "run_description",
     "algorithm_registry",
+    "base_model_task_kwargs",
 ]
 
 PROGRESS_FIELDS = ("env_steps", "episode_return", "episode_return_valid")
@@ -654,6 +655,16 @@ def default_run_dir(runs_root: str | os.PathLike, algo: str, env: str) -> Path:
     return path
 
 
+def base_model_task_kwargs(base_model: str, env: str) -> dict[str, Any] | None:
+    """The constructor arguments of the task ``base_model`` (a shipped name, model file or pretrain run) was
+    trained on, if that task is ``env``; None otherwise (then the caller's task stands, and ``make_train`` checks
+    that the model fits it)."""
+    from jaxrl_self.lm.base_models import load_model_or_run
+
+    task = dict(load_model_or_run(base_model)[2]).get("task") or {}
+    return dict(task.get("kwargs", {})) if task.get("name") == env else None
+
+
 def run_training(algo: str | ModuleType, env: str = "cartpole", config: Any = None,
                  options: RunOptions = RunOptions(), *, env_kwargs: Mapping[str, Any] | None = None,
                  run_dir: str | os.PathLike | bool | None = None,
@@ -663,15 +674,19 @@ def run_training(algo: str | ModuleType, env: str = "cartpole", config: Any = No
     ``config`` defaults to ``algo.Config()``. Bad names and config values raise before compiling
     (:class:`UnknownAlgorithmError`, ``UnknownEnvironmentError``, :class:`~jaxrl_self.core.ConfigError`).
     ``run_dir=False`` runs without writing files. ``programs``: compiled programs of the same run
-    (:meth:`Runner.programs`), used instead of compiling.
+    (:meth:`Runner.programs`), used instead of compiling. Without ``env_kwargs``, a config that starts from a
+    base model (``config.base_model``) trains on the task that model was trained on when ``env`` names it
+    (e.g. ``chain-base`` and ``"chain"`` give ``ChainTask(max_steps_cap=16)``), not on the task's defaults.
     """
     from jaxrl_self import envs
 
     options.validate()
     module = load_algorithm(algo)
     algo_name = algorithm_name(module)
-    env_obj = envs.make(env, **dict(env_kwargs or {}))
     config = module.Config() if config is None else config
+    if env_kwargs is None and getattr(config, "base_model", ""):
+        env_kwargs = base_model_task_kwargs(config.base_model, env)
+    env_obj = envs.make(env, **dict(env_kwargs or {}))
     validate = getattr(config, "validate", None)
     if callable(validate):
         validate(env_obj)

@@ -85,7 +85,7 @@ from jaxrl_self.core.errors import ConfigError
 from jaxrl_self.core.sequence import Problem, SequenceTask
 from jaxrl_self.lm.evaluate import PROMPT_LAYOUTS, prompt_lengths
 from jaxrl_self.lm.sampling import entropy_from_logits, token_logprobs
-from jaxrl_self.nets.transformer import KVCache, TransformerConfig, apply, causal_mask
+from jaxrl_self.nets.transformer import KVCache, TransformerConfig, apply
 from jaxrl_self.nets.transformer import init_params as init_model_params
 from jaxrl_self.rl.advantages import egae, length_adaptive_lambda
 
@@ -107,7 +107,6 @@ __all__ = [
     "refill",
     "collect_window",
     "bootstrap_value",
-    "state_values",
     "window_advantages",
     "value_targets",
     "make_batch",
@@ -459,15 +458,6 @@ def bootstrap_value(params: Any, slots: lm.DecodeState, *, config: TransformerCo
     return values[:, 0]
 
 
-def state_values(params: Any, tokens: jax.Array, *, config: TransformerConfig) -> jax.Array:
-    """``[B, S]`` values of a (value) network over whole buffers, one causal forward pass: entry ``p`` is ``V`` of
-    the state after buffer token ``p`` (so ``V(s_t)`` of the token at position ``q`` is entry ``q - 1``)."""
-    B, S = tokens.shape
-    positions = jnp.broadcast_to(jnp.arange(S, dtype=jnp.int32), (B, S))
-    _, values, _ = apply(params, tokens, positions, causal_mask(S), config=config)
-    return values
-
-
 def collect_window(key: jax.Array, params: Any, pool: Pool, prompts_issued: jax.Array, *, config: Config,
                    task: SequenceTask, task_params: Any, model_config: TransformerConfig, prompt_layout: str,
                    reward_fn: RewardFn, reward_extras: Any = None,
@@ -490,11 +480,11 @@ def collect_window(key: jax.Array, params: Any, pool: Pool, prompts_issued: jax.
     B, S = slots.tokens.shape
     rows = jnp.arange(B)[:, None]
     exact_boot = None
-    if value_params is not None:  # after[b, p]: the value network's V of the state after buffer token p
-        after = state_values(value_params, slots.tokens, config=model_config)
-        before = jnp.take_along_axis(after, jnp.clip(out.position - 1, 0, S - 1), axis=1)  # V(s_t) of token t
-        out = out.replace(values=jnp.where(out.mask, before, 0.0))
-        exact_boot = jnp.take_along_axis(after, jnp.maximum(slots.length - 1, 0)[:, None], axis=1)[:, 0]
+    if value_params is not None:  # v[b, q]: the value network's V of the state token q is chosen in (as the learner)
+        v = lm.score(value_params, slots.tokens, slots.prompt_len, config=model_config).values
+        out = out.replace(values=jnp.where(out.mask, jnp.take_along_axis(v, jnp.clip(out.position, 0, S - 1), axis=1),
+                                           0.0))
+        exact_boot = jnp.take_along_axis(v, jnp.minimum(slots.length, S - 1)[:, None], axis=1)[:, 0]  # V(s_l), cut
     values = pool.values.at[rows, out.position].set(out.values, mode="drop")  # positions past S are dropped
 
     # score the responses that finished in this window, exactly once

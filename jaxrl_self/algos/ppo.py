@@ -610,12 +610,9 @@ def make_train(config: Config, env: Environment, env_params: Any = None) -> Trai
 
         # non-finite guard: keep the last good parameters from the first bad update on. Finite losses and
         # gradient norms at every minibatch imply finite Adam steps, hence finite parameters.
-        finite = jnp.all(jnp.isfinite(stats["loss"])) & jnp.all(jnp.isfinite(stats["grad_norm"]))
-        healthy = state.nonfinite_update < 0
-        keep = healthy & finite
-        params = tree_select(keep, params, state.params)
-        opt_state = tree_select(keep, opt_state, state.opt_state)
-        nonfinite_update = jnp.where(healthy & ~finite, state.update_step, state.nonfinite_update)
+        finite = rl.all_finite(stats["loss"]) & rl.all_finite(stats["grad_norm"])
+        (params, opt_state), nonfinite_update, keep = rl.keep_if_finite(
+            state.nonfinite_update, state.update_step, finite, (params, opt_state), (state.params, state.opt_state))
         obs_stats = state.obs_stats
         if config.normalize_obs:
             obs_stats = tree_select(keep, rl.normalize.update(obs_stats, traj.obs), obs_stats)

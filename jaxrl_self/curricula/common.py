@@ -32,9 +32,10 @@ import numpy as np
 import optax
 from flax import struct
 
+from jaxrl_self import rl
 from jaxrl_self.algos import ppo
 from jaxrl_self.core.algorithm import static_field as static
-from jaxrl_self.core.environment import Environment, LevelEnv
+from jaxrl_self.core.environment import Environment, LevelEnv, tree_select
 from jaxrl_self.core.errors import ConfigError
 from jaxrl_self.curricula import evaluation
 from jaxrl_self.curricula.level_sampler import LevelBuffer, LevelSampler
@@ -72,7 +73,6 @@ __all__ = [
     "buffer_summary",
     "make_student_eval",
     "make_eval",
-    "after_training",
     "fields_of",
     "check_positive_int",
 ]
@@ -395,7 +395,7 @@ def learn_step(student: Student, key: jax.Array, params: Any, opt_state: Any, ro
     def run(_):
         p, o, s = ppo.learn(key, student.config, student.network, student.tx, params, opt_state, rollout.batch(),
                             rollout.carry0)
-        finite = jnp.all(jnp.isfinite(s["loss"])) & jnp.all(jnp.isfinite(s["grad_norm"]))
+        finite = rl.all_finite(s["loss"]) & rl.all_finite(s["grad_norm"])
         stats = LearnStats(**{f.name: jnp.mean(s[f.name]) for f in dataclasses.fields(LearnStats)})
         return p, o, jnp.mean(s["loss"]), stats, finite
 
@@ -404,8 +404,7 @@ def learn_step(student: Student, key: jax.Array, params: Any, opt_state: Any, ro
 
     new_params, new_opt, loss, stats, finite = jax.lax.cond(run_it, run, skip, None)
     keep = run_it & finite
-    new_params = jax.tree.map(lambda a, b: jnp.where(keep, a, b), new_params, params)
-    new_opt = jax.tree.map(lambda a, b: jnp.where(keep, a, b), new_opt, opt_state)
+    new_params, new_opt = tree_select(keep, (new_params, new_opt), (params, opt_state))
     change = optax.tree.norm(jax.tree.map(lambda a, b: a - b, new_params, params))
     return LearnResult(params=new_params, opt_state=new_opt, loss=loss, stats=stats, applied=keep,
                        computed=run_it, finite=finite, param_change=change)
@@ -533,14 +532,6 @@ def make_eval(config: StudentConfig, env: LevelEnv, env_params: Any = None, max_
     return ppo.make_eval(config.ppo_config(), env, env_params,
                          max_steps=config.eval_max_steps if max_steps is None else max_steps,
                          greedy=config.eval_greedy if greedy is None else greedy)
-
-
-def after_training(result: Any) -> list[str]:
-    """Hook the CLI calls when a curriculum run ends: held-out solved-rate plot, final held-out table, renders
-    of the best buffer levels (:mod:`jaxrl_self.curricula.report`). Returns lines to print."""
-    from jaxrl_self.curricula.report import after_training as report
-
-    return report(result)
 
 
 def fields_of(x: Any) -> dict[str, Any]:

@@ -63,7 +63,7 @@ from flax import struct
 from jaxrl_self import rl
 from jaxrl_self.algos import ppo
 from jaxrl_self.core.algorithm import Train
-from jaxrl_self.core.environment import Environment, LevelEnv, tree_select
+from jaxrl_self.core.environment import Environment, LevelEnv
 from jaxrl_self.core.errors import ConfigError
 from jaxrl_self.core.spaces import Dict, Discrete
 from jaxrl_self.curricula import common, evaluation
@@ -387,13 +387,12 @@ def make_train(config: Config, env: LevelEnv, env_params: Any = None, *,
         adv_params, adv_opt, adv_stats = ppo.learn(
             k_adv, adversary_cfg, adversary, adversary_tx, params.adversary, opt.adversary,
             adv_batch, adversary.initial_carry(n))
-        finite = (jnp.all(learned.finite) & jnp.all(jnp.isfinite(adv_stats["loss"]))
-                  & jnp.all(jnp.isfinite(adv_stats["grad_norm"])))
-        keep = healthy & finite  # one non-finite loss or gradient skips the update for all three agents
+        finite = jnp.all(learned.finite) & rl.all_finite(adv_stats["loss"]) & rl.all_finite(adv_stats["grad_norm"])
         (pro_p, ant_p), (pro_o, ant_o) = _unstack(learned.params), _unstack(learned.opt_state)
-        new_params = tree_select(keep, Agents(pro_p, ant_p, adv_params), params)
-        new_opt = tree_select(keep, Agents(pro_o, ant_o, adv_opt), opt)
-        nonfinite = jnp.where(healthy & ~finite, state.update_step, state.nonfinite_update)
+        # one non-finite loss or gradient skips the update for all three agents
+        (new_params, new_opt), nonfinite, _ = rl.keep_if_finite(
+            state.nonfinite_update, state.update_step, finite,
+            (Agents(pro_p, ant_p, adv_params), Agents(pro_o, ant_o, adv_opt)), (params, opt))
 
         # 6. watch: returns, regret, the designed levels, the protagonist on the held-out mazes
         eval_metrics, eval_valid = evaluation.periodic_eval(
@@ -444,4 +443,3 @@ def make_eval(config: Config, env: LevelEnv, env_params: Any = None, max_steps: 
     return evaluate
 
 
-after_training = common.after_training

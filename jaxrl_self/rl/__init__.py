@@ -1,10 +1,13 @@
-"""RL building blocks shared by every algorithm: rollouts, advantages, losses, minibatching, normalisation.
+"""RL building blocks shared by every algorithm: rollouts, advantages, losses, minibatching, normalisation and
+the non-finite guard.
 
 Each is a small pure function over time-major arrays, unit-tested against plain-numpy references
 (``tests/test_rl_math.py``).
 """
-from jaxrl_self.rl import advantages, losses, minibatch, normalize, rollout
-from jaxrl_self.rl.advantages import bootstrap_next_values, discounted_returns, gae, td_errors
+from jaxrl_self.rl import advantages, guard, losses, minibatch, normalize, rollout
+from jaxrl_self.rl.advantages import (bootstrap_next_values, discounted_returns, gae, td_errors, token_gae,
+                                      token_rewards)
+from jaxrl_self.rl.guard import all_finite, keep_if_finite
 from jaxrl_self.rl.losses import (
     PolicyLossStats,
     approx_kl,
@@ -26,7 +29,12 @@ __all__ = [
     "minibatch",
     "normalize",
     "rollout",
+    "guard",
+    "all_finite",
+    "keep_if_finite",
     "gae",
+    "token_gae",
+    "token_rewards",
     "td_errors",
     "bootstrap_next_values",
     "discounted_returns",

@@ -448,7 +448,9 @@ def worker_results(args) -> None:
     t = time.perf_counter()
     result = run_training(module, "maze", config, options)
     wall = time.perf_counter() - t
-    lines = module.after_training(result)
+    from jaxrl_self.run.report import after_training
+
+    lines = after_training(result)
     final = json.loads((run_dir / "heldout.json").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
     emit_result({"method": args.method, "config": {k: v for k, v in results_config(

@@ -140,4 +140,3 @@ def make_train(config: Config, env: LevelEnv, env_params: Any = None) -> Train[R
 
 
 make_eval = common.make_eval
-after_training = common.after_training

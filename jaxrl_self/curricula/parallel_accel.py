@@ -31,4 +31,3 @@ RunState = parallel_plr.RunState
 Metrics = parallel_plr.Metrics
 make_train = parallel_plr.make_train
 make_eval = parallel_plr.make_eval
-after_training = parallel_plr.after_training

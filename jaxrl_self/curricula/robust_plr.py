@@ -31,4 +31,3 @@ RunState = plr.RunState
 Metrics = plr.Metrics
 make_train = plr.make_train
 make_eval = plr.make_eval
-after_training = plr.after_training

@@ -1,7 +1,8 @@
-"""End-of-run extras for curriculum runs: solved rate per held-out maze over training, the best buffer levels.
+"""End-of-run report of a run folder: solved rate per held-out maze over training, the best buffer levels.
 
-``jaxrl-self train <curriculum>`` calls :func:`after_training` when the run ends (the CLI calls an algorithm
-module's ``after_training(result)`` hook when it has one). It writes, in the run folder:
+``jaxrl-self train`` calls :func:`after_training` when a run ends (and then an algorithm module's own
+``after_training(result)`` hook, when it has one). It writes what the run's files support, in the run folder
+(nothing for a run without held-out evaluations or a level buffer, e.g. PPO on CartPole):
 
 * ``solved_rate.png`` — the held-out solved rate of every maze group (the 8 named mazes, PerfectMaze,
   FourRooms) against environment steps, mean over seeds, with the mean over the named mazes in bold
@@ -11,7 +12,7 @@ module's ``after_training(result)`` hook when it has one). It writes, in the run
 * ``buffer_top_levels.png`` — the highest-scoring levels of the level buffer at the end (seed 0), with their
   score, wall count and shortest path (:func:`render_top_levels`; PLR/ACCEL runs only).
 
-All of it works on a finished run folder too: ``python -m jaxrl_self.curricula.report RUN_DIR``.
+All of it works on a finished run folder too: ``python -m jaxrl_self.run.report RUN_DIR``.
 """
 from __future__ import annotations
 
@@ -108,6 +109,9 @@ def final_heldout(run_dir: str | Path) -> dict[str, Any] | None:
 def render_top_levels(states: Any, out: str | Path, top: int = 8, seed_index: int = 0) -> Path | None:
     """Render the ``top`` highest-scoring filled slots of seed ``seed_index``'s level buffer (``states``: the
     batched RunState of a PLR/ACCEL run) into one PNG. None when the state has no (non-empty) buffer."""
+    buffer = getattr(states, "buffer", None)
+    if buffer is None:
+        return None
     import matplotlib
 
     matplotlib.use("Agg")
@@ -116,9 +120,6 @@ def render_top_levels(states: Any, out: str | Path, top: int = 8, seed_index: in
     from jaxrl_self.envs.maze.level import Level
     from jaxrl_self.envs.maze.render import render_level
 
-    buffer = getattr(states, "buffer", None)
-    if buffer is None:
-        return None
     pick = lambda x: np.asarray(x)[seed_index]  # noqa: E731
     size = int(pick(buffer.size))
     if size == 0:

@@ -427,6 +427,71 @@ def test_parse_problem_rejects():
     assert {task.to_text(p) for p in ps.prompt} == {"<bos> <q> 0 + 0 = </q>"}  # the placeholder
 
 
+CHAIN_REJECTED = [
+    "<bos> <q> 7 + 3 * </q> <a> 5 </a> <eos>",        # an op without its digit
+    "<bos> <q> 7 3 + 3 </q> <a> 5 </a> <eos>",        # two digits in a row
+    "<bos> <q> 7 / 3 </q> <a> 5 </a> <eos>",          # not one of + - *
+    "<bos> <q> 7 </q> <a> 7 </a> <eos>",              # no step
+    "<bos> <q> 7 + 1 + 1 + 1 + 1 + 1 </q> <a> 2 </a> <eos>",  # more steps than max_steps_cap=4
+    "<bos> <q> 7 + 3 </q> <a> 1 0 </a> <eos>",        # answer longer than answer_len=1
+    "<bos> <q> 7 + 3 </q> <a> 0 <eos>",               # answer not closed by </a>
+    "<bos> <q> 7 + 3 </q> <a> 0 </a> + <eos>",        # junk after </a>
+    "<q> + 3 </q> <a> 0 </a>",                        # no start digit
+]
+
+
+def test_chain_parse_problem():
+    task = chain(4)
+    texts = ["<bos> <q> 7 + 3 * 9 - 4 </q> <a> 6 </a> <eos>", "<q> 2 * 5 </q> <a> 3 </a>"]  # right, wrong
+    ps, ok = jax.device_get(parser(task)(responses(texts, 24)))
+    assert ok[:2].all()
+    assert same(row(ps, 0), task.problem_from_ops(7, [("+", 3), ("*", 9), ("-", 4)]))
+    assert same(row(ps, 1), task.problem_from_ops(2, [("*", 5)]))  # any digit operand, as problem_from_ops
+    assert np.asarray(judge_batch(task)(ps, responses(texts, 24)))[:2].tolist() == [True, False]
+    # every sampled problem, written out, parses back to itself
+    sampled = sample(task, 64, seed=5)
+    written = responses([f"{task.to_text(sampled.prompt[i])} <a> {task.to_text(sampled.answer[i])} </a> <eos>"
+                         for i in range(64)], 24)
+    back, ok = jax.device_get(parser(task)(written))
+    assert ok.all() and same(back, sampled)
+    ps, ok = jax.device_get(parser(task)(responses(CHAIN_REJECTED, 24)))
+    assert dict(zip(CHAIN_REJECTED, ok[: len(CHAIN_REJECTED)].tolist())) == {t: False for t in CHAIN_REJECTED}
+    assert {task.to_text(p) for p in ps.prompt} == {"<bos> <q> 0 + 0 </q>"}  # the placeholder
+
+
+STRICT = [  # (response, lenient valid, strict valid)
+    ("<a> 5 2 1 </a> <eos>", True, True),
+    ("<think> 1 0 </think> <a> 5 2 1 </a> <eos> <pad>", True, True),
+    ("<a> 5 2 1 </a>", True, True),                   # cut right after </a>: nothing follows
+    ("<a> 5 2 1 </a> <eos> <eos>", True, True),
+    ("<a> 5 2 1 </a> 7 7 + <q>", True, False),         # junk after </a>
+    ("<a> 5 2 1 <eos>", True, False),                  # closed by EOS, not </a>
+    ("<a> + </a>", True, False),                       # not digits
+    ("<a> 5 a </a> <eos>", True, False),
+    ("<a> </a> <eos>", False, False),
+    ("5 2 1 </a> <eos>", False, False),
+]
+
+
+def test_strict_answers():
+    task = addition(4)
+    texts = [t for t, _, _ in STRICT]
+    tokens = responses(texts, 16)
+    lenient = np.asarray(extractor(task)(tokens)[1])[: len(STRICT)]
+    answers, strict = jax.device_get(jax.jit(jax.vmap(lambda r: task.extract_answer(r, strict=True)))(tokens))
+    assert dict(zip(texts, lenient.tolist())) == {t: a for t, a, _ in STRICT}
+    assert dict(zip(texts, strict[: len(STRICT)].tolist())) == {t: b for t, _, b in STRICT}
+    assert task.to_text(answers[0]) == "5 2 1" and task.to_text(answers[4]) == ""  # invalid: all PAD
+    # the strict verifier agrees with the problem parser: a written problem's answer is valid in both or neither
+    problem = task.problem_from_ints(57, 68)  # 125, written reversed: 5 2 1
+    ok = jax.vmap(lambda r: task.is_correct(problem, r, strict=True))(tokens)
+    assert np.asarray(ok)[: len(STRICT)].tolist() == [b and "5 2 1" in t for t, _, b in STRICT]
+    plain = [(i, t) for i, t in enumerate(texts) if "<think>" not in t]  # a written problem has no reasoning
+    prefixed = responses([f"<q> 5 7 + 6 8 = </q> {t}" for _, t in plain], 24)
+    parsed_ok = np.asarray(parser(task)(prefixed)[1])[: len(plain)]
+    assert parsed_ok.tolist() == [bool(strict[i]) for i, _ in plain]
+
+
 # ------------------------------------------------------------------------------------------- speed
 def test_vmap_1024_fast():
     for task in (addition(4), chain(32)):

@@ -209,36 +209,30 @@ class AdditionTask(SequenceTask):
           it is exactly what :meth:`problem_from_ints` gives); when invalid it is the placeholder ``0 + 0``.
           The teacher's own answer is ``extract_answer(tokens)`` and was right iff
           ``is_correct(problem, tokens)``; to train on it as written (SOAR does not verify answers) use
-          ``problem.replace(answer=extract_answer(tokens)[0])``.
+          ``problem.replace(answer=extract_answer(tokens, strict=True)[0])``. The frame (``<q>``, ``</q> <a>``,
+          the answer, what may follow ``</a>``) is :meth:`~jaxrl_self.core.SequenceTask.parse_frame`, shared by
+          every task.
         """
         v, d = self.vocab, self.max_digits
         t = jnp.asarray(tokens, jnp.int32)
         n_tok = t.shape[-1]
         pos = jnp.arange(n_tok)
         is_digit = v.digit_value(t) >= 0
+        frame = self.parse_frame(t)  # [<bos>] <q> ... </q> <a> digits </a> [<eos>|<pad>]
+        q_start, eq = frame["q_start"], frame["q_end"] - 1  # the question must end with "="
 
         def at(i):
             return take(t, i, v.PAD)
 
-        q = (t[0] == v.BOS).astype(jnp.int32)  # position of <q> (the leading <bos> is optional)
-        plus = first_index((pos > q) & (t == v.id("+")), n_tok)
-        eq = first_index((pos > plus) & (t == v.id("=")), n_tok)
-        a_end = first_index((pos > eq + 2) & (t == v.A_END), n_tok)
-        la, lb, l_ans = plus - q - 1, eq - plus - 1, a_end - eq - 3
-
-        def digits_only(start, length):
-            region = (pos >= start) & (pos < start + length)
-            return jnp.all(is_digit | ~region)
+        plus = first_index((pos >= q_start) & (pos < eq) & (t == v.id("+")), n_tok)
+        la, lb = plus - q_start, eq - plus - 1
 
         def canonical(start, length):
+            region = (pos >= start) & (pos < start + length)
             no_leading_zero = (length == 1) | (at(start) != v.digit(0))
-            return (length >= 1) & (length <= d) & digits_only(start, length) & no_leading_zero
+            return (length >= 1) & (length <= d) & jnp.all(is_digit | ~region) & no_leading_zero
 
-        after = at(a_end + 1)
-        valid = ((at(q) == v.Q) & canonical(q + 1, la) & canonical(plus + 1, lb)
-                 & (at(eq + 1) == v.Q_END) & (at(eq + 2) == v.A)
-                 & (a_end < n_tok) & (l_ans >= 1) & (l_ans <= self.answer_len) & digits_only(eq + 3, l_ans)
-                 & ((after == v.EOS) | (after == v.PAD)))
+        valid = frame["valid"] & (at(eq) == v.id("=")) & canonical(q_start, la) & canonical(plus + 1, lb)
         k = jnp.arange(d, dtype=jnp.int32)
         a = jnp.where(valid & (k < la), v.digit_value(at(plus - 1 - k)), 0)
         b = jnp.where(valid & (k < lb), v.digit_value(at(eq - 1 - k)), 0)

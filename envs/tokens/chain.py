@@ -249,5 +249,44 @@ class ChainTask(SequenceTask):
         return Problem(prompt=prompt, answer=v.digit(answer)[None].astype(jnp.int32), solution=solution,
                        difficulty=n)
 
+    # ------------------------------------------------------------------------------------------ teachers
+    def parse_problem(self, tokens: jax.Array) -> tuple[Problem, jax.Array]:
+        """Parse a teacher-written problem ``[<bos>] <q> x0 op d ... op d </q> <a> answer </a> [<eos>]``
+        (jit/vmap-able), as :meth:`AdditionTask.parse_problem <jaxrl_self.envs.tokens.AdditionTask.parse_problem>`.
+
+        Args:
+          tokens: int32 ``[T]`` for any static ``T``; the frame (``<q>``, ``</q> <a>``, a one-digit answer closed by
+            ``</a>`` and followed by ``<eos>``, ``<pad>`` or the end) is
+            :meth:`~jaxrl_self.core.SequenceTask.parse_frame`.
+
+        Returns:
+          ``(problem, valid)``. ``valid`` is True when the frame is well formed and the question is a start digit
+          followed by ``1..max_steps_cap`` pairs of an op (``+ - *``) and a digit (any digit, as
+          :meth:`problem_from_ops`). ``problem`` is built from the question with the *true* answer (exactly what
+          :meth:`problem_from_ops` gives); when invalid it is the placeholder ``0 + 0``. The teacher's own answer
+          is ``extract_answer(tokens, strict=True)``.
+        """
+        v, c = self.vocab, self.max_steps_cap
+        t = jnp.asarray(tokens, jnp.int32)
+        n_tok = t.shape[-1]
+        frame = self.parse_frame(t)
+        q_start, length = frame["q_start"], frame["q_end"] - frame["q_start"]
+        n = (length - 1) // 2
+        k = jnp.arange(c, dtype=jnp.int32)
+        at = lambda i: jnp.where(i < n_tok, t[jnp.clip(i, 0, n_tok - 1)], v.PAD)  # noqa: E731
+        op_tokens = jnp.asarray([v.id(o) for o in OPS], jnp.int32)
+        op_at = at(q_start + 1 + 2 * k)
+        op_code = jnp.argmax(op_at[:, None] == op_tokens[None, :], axis=1).astype(jnp.int32)
+        operand = v.digit_value(at(q_start + 2 + 2 * k))
+        used = k < n
+        ops_ok = jnp.all(~used | jnp.any(op_at[:, None] == op_tokens[None, :], axis=1))
+        x0 = v.digit_value(at(q_start))
+        valid = (frame["valid"] & (length % 2 == 1) & (n >= 1) & (n <= c) & (x0 >= 0) & ops_ok
+                 & jnp.all(~used | (operand >= 0)))
+        zero = jnp.zeros((), jnp.int32)
+        problem = self._build(jnp.where(valid, x0, zero), jnp.where(valid & used, op_code, 0),
+                              jnp.where(valid & used, operand, 0), jnp.where(valid, n, 1))
+        return problem, valid
+
     def __repr__(self) -> str:
         return f"{self.name}(max_steps_cap={self.max_steps_cap}, echo_ops={self.echo_ops})"

@@ -175,11 +175,16 @@ class SequenceTask:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ parsing and verifying
-    def extract_answer(self, response: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def extract_answer(self, response: jax.Array, strict: bool = False) -> tuple[jax.Array, jax.Array]:
         """Parse a 1-D response into ``(answer[answer_len], valid)``.
 
         ``valid`` is True when the response contains ``<a>``, the answer is non-empty, fits in ``answer_len``
         tokens, and is closed by ``</a>`` or ``EOS``. Invalid answers come back all-PAD.
+
+        ``strict=True`` (used wherever a model's output becomes a label or a problem: majority votes, written
+        problems) also demands that the answer is digits only, that it is closed by ``</a>``, and that nothing
+        but ``EOS``/``PAD`` follows the ``</a>``: ``<a> 5 2 1 </a> 7 7 + <q>``, ``<a> 5 2 1 <eos>`` and
+        ``<a> + </a>`` are well formed only in the lenient default.
         """
         v = self.vocab
         response = jnp.asarray(response, jnp.int32)
@@ -190,17 +195,53 @@ class SequenceTask:
         stop = _first_index(stop_mask, n)
         length = stop - start
         closed = stop < n
-        closed = closed & ((response[jnp.minimum(stop, n - 1)] == v.A_END) | (response[jnp.minimum(stop, n - 1)] == v.EOS))
+        closer = response[jnp.minimum(stop, n - 1)]
+        closed = closed & ((closer == v.A_END) | (closer == v.EOS))
         valid = (start <= n) & (length > 0) & (length <= self.answer_len) & closed
+        if strict:
+            inside = (pos >= start) & (pos < stop)
+            digits = jnp.all(~inside | (v.digit_value(response) >= 0))
+            tail = jnp.all((pos <= stop) | (response == v.EOS) | (response == v.PAD))
+            valid = valid & digits & (closer == v.A_END) & tail
         idx = start + jnp.arange(self.answer_len)
         taken = jnp.where(idx < stop, response[jnp.clip(idx, 0, n - 1)], v.PAD)
         answer = jnp.where(valid, taken, v.PAD).astype(jnp.int32)
         return answer, valid
 
-    def is_correct(self, problem: Problem, response: jax.Array) -> jax.Array:
-        """The verifier: the extracted answer equals ``problem.answer`` exactly."""
-        answer, valid = self.extract_answer(response)
+    def is_correct(self, problem: Problem, response: jax.Array, strict: bool = False) -> jax.Array:
+        """The verifier: the extracted answer (:meth:`extract_answer`, ``strict`` or not) equals
+        ``problem.answer`` exactly."""
+        answer, valid = self.extract_answer(response, strict)
         return valid & jnp.all(answer == problem.answer)
+
+    # ------------------------------------------------------------------ problems written by a model
+    def parse_frame(self, tokens: jax.Array) -> dict[str, jax.Array]:
+        """The frame every written problem shares: ``[<bos>] <q> QUESTION </q> <a> ANSWER </a> [<eos>|<pad>]``.
+
+        Returns (all jit/vmap-able scalars unless noted): ``q_start`` (index of the question's first token),
+        ``q_end`` (index of ``</q>``; the question is ``tokens[q_start:q_end]``), ``answer`` (``[answer_len]``,
+        PAD-padded, the written answer), ``valid`` (the frame is well formed: ``<q>`` first (after an optional
+        ``<bos>``), ``<a>`` right after ``</q>``, an answer of ``1..answer_len`` digits closed by ``</a>``,
+        followed by ``<eos>``, ``<pad>`` or the end of the array; everything after that token is ignored).
+        A task's ``parse_problem`` checks the question itself.
+        """
+        v = self.vocab
+        t = jnp.asarray(tokens, jnp.int32)
+        n_tok = t.shape[-1]
+        pos = jnp.arange(n_tok)
+        at = lambda i: jnp.where((i >= 0) & (i < n_tok), t[jnp.clip(i, 0, n_tok - 1)], v.PAD)  # noqa: E731
+        q = (t[0] == v.BOS).astype(jnp.int32)  # position of <q> (the leading <bos> is optional)
+        q_end = _first_index((pos > q) & (t == v.Q_END), n_tok)
+        a_end = _first_index((pos > q_end + 1) & (t == v.A_END), n_tok)
+        l_ans = a_end - q_end - 2
+        in_answer = (pos > q_end + 1) & (pos < a_end)
+        digits = jnp.all(~in_answer | (v.digit_value(t) >= 0))
+        after = at(a_end + 1)
+        valid = ((at(q) == v.Q) & (q_end < n_tok) & (at(q_end + 1) == v.A) & (a_end < n_tok) & (l_ans >= 1)
+                 & (l_ans <= self.answer_len) & digits & ((after == v.EOS) | (after == v.PAD)))
+        idx = q_end + 2 + jnp.arange(self.answer_len)
+        answer = jnp.where(valid & (idx < a_end), at(idx), v.PAD).astype(jnp.int32)
+        return {"q_start": q + 1, "q_end": q_end, "answer": answer, "valid": valid}
 
     # ------------------------------------------------------------------ humans
     def to_text(self, tokens: Any) -> str:

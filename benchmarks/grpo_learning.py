@@ -81,14 +81,15 @@ def load_start(args):
 
     if args.dev_pretrain_steps:  # development only: the base model's recipe, fewer steps
         from jaxrl_self.lm import pretrain
+        from jaxrl_self.run.pretrain import RECIPES
 
-        recipe = base_models.RECIPES[args.base_model]
+        recipe = RECIPES[args.base_model]
         task = envs.make(recipe.task, **dict(recipe.task_kwargs))
         cfg = recipe.config.replace(num_steps=args.dev_pretrain_steps)
         state, _ = jax.jit(pretrain.make_train(cfg, task))(jax.random.key(recipe.seed))
         return state.params, cfg.model, cfg.prompt_layout, task, {"name": f"{args.base_model} (dev pretrain, "
                                                                   f"{args.dev_pretrain_steps} steps)"}
-    params, model_cfg, meta = base_models.load_model_or_run(args.base_model)
+    params, model_cfg, meta = base_models.load_model_or_file(args.base_model)
     task = base_models.base_model_task(meta)
     desc = {"name": args.base_model, "description": meta.get("description"), "task": meta.get("task"),
             "sha256": meta.get("sha256") or meta.get("params_sha256")}

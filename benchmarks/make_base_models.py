@@ -4,7 +4,7 @@
     python benchmarks/make_base_models.py --only addition-base  # one of them
     python benchmarks/make_base_models.py --out-dir /tmp/bm     # somewhere else (the shipped files untouched)
 
-Each recipe in :data:`jaxrl_self.lm.base_models.RECIPES` names a task, a :class:`~jaxrl_self.lm.PretrainConfig`
+Each recipe in :data:`jaxrl_self.run.pretrain.RECIPES` names a task, a :class:`~jaxrl_self.lm.PretrainConfig`
 and a seed. The script pretrains it with the runner (one program cut into chunks, progress bar, no
 checkpoints), evaluates it on the held-out sets per difficulty (greedy, pass@1/pass@k/maj@k over 8 samples at
 temperature 1, response lengths) and writes the parameters and the metadata (config, task, timings,
@@ -30,12 +30,13 @@ from _common import machine_info, utc_now, write_results  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     from jaxrl_self.lm import base_models
+    from jaxrl_self.run import pretrain
     from jaxrl_self.run.runner import RunOptions
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="*", default=None, help=f"recipes to build (default: all of "
-                        f"{', '.join(base_models.RECIPES)})")
+                        f"{', '.join(pretrain.RECIPES)})")
     parser.add_argument("--out-dir", default=None, help="output folder (default: the package's base_models/)")
     parser.add_argument("--eval-problems", type=int, default=256, help="held-out problems per difficulty")
     parser.add_argument("--eval-samples", type=int, default=8, help="samples per problem for pass@k / maj@k")
@@ -46,10 +47,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="train nothing: write the results files from the models' existing JSON metadata")
     args = parser.parse_args(argv)
 
-    names = args.only or list(base_models.RECIPES)
-    unknown = [n for n in names if n not in base_models.RECIPES]
+    names = args.only or list(pretrain.RECIPES)
+    unknown = [n for n in names if n not in pretrain.RECIPES]
     if unknown:
-        parser.error(f"unknown recipe(s) {unknown}; recipes: {', '.join(base_models.RECIPES)}")
+        parser.error(f"unknown recipe(s) {unknown}; recipes: {', '.join(pretrain.RECIPES)}")
     out_dir = Path(args.out_dir) if args.out_dir else base_models.base_model_dir()
     machine = machine_info()
     made_by = "python benchmarks/make_base_models.py " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -60,12 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         shown = out_dir.resolve().relative_to(REPO) if out_dir.resolve().is_relative_to(REPO) else out_dir
         md[2] = f"Summary of the models in `{shown}` written {utc_now()}; see each model's JSON for how it was built."
     for name in names:
-        recipe = base_models.RECIPES[name]
+        recipe = pretrain.RECIPES[name]
         if args.summarize_only:
             meta = json.loads((out_dir / f"{name}.json").read_text())
         else:
             print(f"== {name}: {recipe.description}", file=sys.stderr, flush=True)
-            meta = base_models.pretrain_and_export(
+            meta = pretrain.pretrain_and_export(
                 recipe.task, recipe.config, out_dir / name, task_kwargs=recipe.task_kwargs, name=name,
                 options=RunOptions(seed=recipe.seed, chunks=10, keep_checkpoints=0, progress=not args.no_progress),
                 run_dir=False, eval_difficulties=recipe.eval_difficulties, eval_problems=args.eval_problems,

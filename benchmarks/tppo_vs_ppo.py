@@ -45,9 +45,9 @@ from _common import RESULTS_DIR, log, machine_info, utc_now, worker_info, write_
 # ============================================================================================ setup
 def load_base(ref: str):
     """``(params, model_config, prompt_layout, task)`` of a base model name, model file or pretrain run."""
-    from jaxrl_self.lm.base_models import base_model_task, load_model_or_run
+    from jaxrl_self.lm.base_models import base_model_task, load_model_or_file
 
-    params, model_config, meta = load_model_or_run(ref)
+    params, model_config, meta = load_model_or_file(ref)
     return params, model_config, meta["prompt_layout"], base_model_task(meta)
 
 
@@ -57,12 +57,12 @@ def length_profile(params, model_config, task, layout: str, num: int = 512, seed
     import jax
     import numpy as np
 
-    from jaxrl_self.algos import grpo
+    from jaxrl_self import lm
 
     def sample(p, k):
-        ro = grpo.rollout(k, p, model_config, grpo.sample_problems(jax.random.fold_in(k, 1), task, task.default_params,
+        ro = lm.rollout(k, p, model_config, lm.sample_problems(jax.random.fold_in(k, 1), task, task.default_params,
                                                                     num), 1, task.solution_len, prompt_layout=layout)
-        return ro.response_len, grpo.verify(task, ro, 1)[0]
+        return ro.response_len, lm.verify(task, ro, 1)[0]
 
     lengths, correct = (np.asarray(x) for x in jax.jit(sample)(params, jax.random.key(seed)))
     return {"mean": float(lengths.mean()), "p50": float(np.median(lengths)), "p95": float(np.quantile(lengths, 0.95)),
@@ -173,7 +173,7 @@ def make_evaluator(task, model_config, layout: str, max_new_tokens: int, num: in
     import jax
     import jax.numpy as jnp
 
-    from jaxrl_self.algos import grpo
+    from jaxrl_self import lm
     from jaxrl_self.envs.tokens import ChainParams
 
     cap = task.max_steps_cap
@@ -181,10 +181,10 @@ def make_evaluator(task, model_config, layout: str, max_new_tokens: int, num: in
                               max_steps=jnp.asarray(cap, jnp.int32))
 
     def accuracy(params, key, env_params):
-        problems = grpo.sample_problems(key, task, env_params, num)
-        ro = grpo.rollout(jax.random.key(0), params, model_config, problems, 1, max_new_tokens, 1.0, True,
+        problems = lm.sample_problems(key, task, env_params, num)
+        ro = lm.rollout(jax.random.key(0), params, model_config, problems, 1, max_new_tokens, 1.0, True,
                           prompt_layout=layout)
-        return jnp.mean(grpo.verify(task, ro, 1)[0].astype(jnp.float32))
+        return jnp.mean(lm.verify(task, ro, 1)[0].astype(jnp.float32))
 
     fn = jax.jit(lambda p: (accuracy(p, jax.random.key(20240601), task.default_params),
                             accuracy(p, jax.random.key(20240602), long_params)))
@@ -230,15 +230,16 @@ def cost_split(m, task, params0, model_config, reps: int = 3) -> dict[str, float
     """Seconds per update, and the share of it spent generating (rollout / window alone, jitted apart)."""
     import jax
 
-    from jaxrl_self.algos import grpo, tppo
+    from jaxrl_self import lm
+    from jaxrl_self.algos import tppo
 
     train = m["module"].make_train(m["config"], task, init_params=params0, model_config=model_config)
     state = jax.jit(train.init)(jax.random.key(0))
     update = jax.jit(train.update)
     c = m["config"]
     if m["module"] is tppo:
-        task_params = grpo.task_params_for(c, task)
-        reward = grpo.verifier_reward(task)
+        task_params = lm.task_params_for(c, task)
+        reward = lm.verifier_reward(task)
 
         def generate(s):
             return tppo.collect_window(s.rng, s.params, s.pool, s.prompts_issued, config=c, task=task,
@@ -247,9 +248,9 @@ def cost_split(m, task, params0, model_config, reps: int = 3) -> dict[str, float
                                        value_params=s.value_params)[2].tokens
     else:
         def generate(s):
-            problems = grpo.sample_problems(s.rng, task, task.default_params, c.num_prompts)
-            return grpo.rollout(s.rng, s.params, model_config, problems, 1, c.max_new_tokens,
-                                prompt_layout=c.prompt_layout).responses
+            problems = lm.sample_problems(s.rng, task, task.default_params, c.num_prompts)
+            return lm.rollout(s.rng, s.params, model_config, problems, 1, c.max_new_tokens,
+                              prompt_layout=c.prompt_layout).responses
     generate = jax.jit(generate)
     for _ in range(2):  # warm up; and a few updates so the T-PPO pool is in its steady state
         state, _ = jax.block_until_ready(update(state))

@@ -109,7 +109,11 @@ def cmd_train(argv: Sequence[str]) -> int:
                   f"Train {name} ({module.__name__}). Config flags come from {module.__name__}.Config.")
     result = run_training(module, args.env, args.config, args.run)
     _print_summary(result.summary, result.run_dir)
-    hook = getattr(module, "after_training", None)  # optional: e.g. curricula plot held-out solved rates
+    from jaxrl_self.run.report import after_training  # held-out solved rates, buffer renders: where the run has them
+
+    for line in after_training(result):
+        print(line)
+    hook = getattr(module, "after_training", None)  # an algorithm's own end-of-run hook, if it has one
     if callable(hook):
         for line in hook(result) or ():
             print(line)
@@ -399,7 +403,7 @@ def _pop_option(argv: list[str], flag: str) -> tuple[list[str], str | None]:
 
 def cmd_pretrain(argv: Sequence[str]) -> int:
     from jaxrl_self.core.errors import ConfigError
-    from jaxrl_self.lm.base_models import RECIPES, pretrain_and_export
+    from jaxrl_self.run.pretrain import RECIPES, pretrain_and_export
     from jaxrl_self.run.runner import default_run_dir
 
     rest, recipe_name = _pop_option(list(argv), "--recipe")
@@ -469,7 +473,8 @@ def cmd_eval_lm(argv: Sequence[str]) -> int:
     import json
 
     from jaxrl_self import envs
-    from jaxrl_self.lm.base_models import base_model_task, evaluate_model, load_model_or_run
+    from jaxrl_self.lm.base_models import base_model_task, evaluate_model
+    from jaxrl_self.run.pretrain import load_model_or_run
 
     args = _parse(EvalLMArgs, argv, "jaxrl-self eval-lm", EvalLMArgs.__doc__ or "")
     params, model_config, meta = load_model_or_run(args.model, step=args.step)

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrl_self import algos, envs, rl
+from jaxrl_self import algos, envs, lm, rl
 from jaxrl_self.algos import grpo, token_ppo
 from jaxrl_self.core import ConfigError
 from jaxrl_self.core.sequence import VOCAB
@@ -142,7 +142,7 @@ def test_policy_token_loss_hand_computed():
     ref = jnp.log(jnp.array([[0.3, 0.4, 0.1]]))
     ent = jnp.array([[1.0, 2.0, 50.0]])
     mask = jnp.array([[True, True, False]])
-    loss, aux = grpo.policy_token_loss(logp, old, ref, ent, jnp.array([1.0]), mask, clip_eps=0.2, kl_coef=0.1,
+    loss, aux = lm.policy_token_loss(logp, old, ref, ent, jnp.array([1.0]), mask, clip_eps=0.2, kl_coef=0.1,
                                        ent_coef=0.01)
     k3 = [0.3 / 0.6 - math.log(0.3 / 0.6) - 1, 0.4 / 0.2 - math.log(0.4 / 0.2) - 1]
     surr = [-1.2, -0.5]  # -min(1.5, 1.2), -min(0.5, 0.8)
@@ -159,7 +159,7 @@ def test_policy_token_loss_matches_ppo_policy_loss():
     old = logp + jnp.asarray(rng.normal(0, 0.3, (4, 6)), jnp.float32)
     adv = jnp.asarray(rng.normal(size=(4,)), jnp.float32)
     mask = jnp.arange(6)[None, :] < jnp.array([6, 3, 1, 4])[:, None]
-    ours, _ = grpo.policy_token_loss(logp, old, jnp.zeros_like(logp), jnp.zeros_like(logp), adv, mask,
+    ours, _ = lm.policy_token_loss(logp, old, jnp.zeros_like(logp), jnp.zeros_like(logp), adv, mask,
                                      clip_eps=0.2, use_kl=False)
     ref, _ = rl.ppo_policy_loss(logp, old, jnp.broadcast_to(adv[:, None], logp.shape), 0.2, mask)
     np.testing.assert_allclose(ours, ref, rtol=1e-6)
@@ -182,7 +182,7 @@ def test_padding_never_enters_policy_loss_or_gradient(agg):
     mask = jnp.arange(7)[None, :] < jnp.array([7, 3, 1, 0, 5])[:, None]
 
     def f(lp, o, r, e):
-        return grpo.policy_token_loss(lp, o, r, e, adv, mask, clip_eps=0.2, kl_coef=0.05, ent_coef=0.01, agg=agg)[0]
+        return lm.policy_token_loss(lp, o, r, e, adv, mask, clip_eps=0.2, kl_coef=0.05, ent_coef=0.01, agg=agg)[0]
 
     base, g = jax.value_and_grad(f, argnums=(0, 3))(logp, old, ref, ent)
     for value in (0.0, 123.0, -1e30, jnp.inf, jnp.nan):
@@ -232,12 +232,12 @@ def test_padding_tokens_never_change_model_loss_or_gradient(tiny_params):
     pmask = jnp.arange(P)[None, :] < plen[:, None]
 
     def batch(pr, rs):
-        return grpo.Batch(prompts=pr, prompt_len=plen, responses=rs, mask=rmask,
-                          old_logp=jnp.where(rmask, -1.0, 0.0), ref_logp=jnp.where(rmask, -1.2, 0.0),
-                          advantage=jnp.array([1.0, -0.5, 0.3, -1.0]))
+        return lm.Batch(prompts=pr, prompt_len=plen, responses=rs, mask=rmask,
+                        old_logp=jnp.where(rmask, -1.0, 0.0), ref_logp=jnp.where(rmask, -1.2, 0.0),
+                        advantage=jnp.array([1.0, -0.5, 0.3, -1.0]))
 
     cfg = grpo.Config(model=TINY, kl_coef=0.1, ent_coef=0.01)
-    loss_grad = jax.jit(jax.value_and_grad(lambda p, b: grpo.grpo_loss(cfg, TINY, p, b)[0]))
+    loss_grad = jax.jit(jax.value_and_grad(lambda p, b: lm.group_policy_loss(cfg, TINY, p, b)[0]))
     base = loss_grad(tiny_params, batch(prompts, responses))
     junk_r = jnp.where(rmask, responses, jnp.asarray(rng.integers(0, VOCAB.size, (N, R)), jnp.int32))
     junk_p = jnp.where(pmask, prompts, jnp.asarray(rng.integers(0, VOCAB.size, (N, P)), jnp.int32))
@@ -250,7 +250,7 @@ def test_padding_tokens_never_change_model_loss_or_gradient(tiny_params):
 
 
 # ================================================================================================ rewards
-_sample3 = jax.jit(lambda k: grpo.sample_problems(k, TASK, TASK.default_params, 3))
+_sample3 = jax.jit(lambda k: lm.sample_problems(k, TASK, TASK.default_params, 3))
 
 
 def _toy_rollout(B=3, G=4, R=5, seed=5):
@@ -261,8 +261,12 @@ def _toy_rollout(B=3, G=4, R=5, seed=5):
     mask = jnp.arange(R)[None, :] < lengths[:, None]
     z = jnp.zeros((B * G, R), jnp.float32)
     prompts = jnp.repeat(problems.prompt, G, axis=0)
-    return grpo.Rollout(problem=problems, prompts=prompts, prompt_len=jnp.sum(prompts != VOCAB.PAD, -1),
-                        responses=responses, mask=mask, logp=z, values=None)
+    return lm.Rollout(problem=problems, prompts=prompts, prompt_len=jnp.sum(prompts != VOCAB.PAD, -1),
+                      responses=responses, mask=mask, logp=z, values=None)
+
+
+def _rewards(reward, ro, extras=None):
+    return lm.compute_rewards(jax.random.key(0), reward, ro.problem, ro.responses, ro.mask, 4, extras)[0]
 
 
 def test_custom_reward_fn_with_extras_matches_python_loop():
@@ -273,7 +277,7 @@ def test_custom_reward_fn_with_extras_matches_python_loop():
         return hits / jnp.maximum(jnp.sum(response_mask), 1) + 0.01 * problem.difficulty
 
     table = jnp.zeros(VOCAB.size).at[VOCAB.digit(jnp.arange(10))].set(1.0)
-    got = np.asarray(jax.jit(lambda ro, x: grpo.compute_rewards(jax.random.key(0), reward, ro, 4, x))(
+    got = np.asarray(jax.jit(lambda ro, x: _rewards(reward, ro, x))(
         ro, {"table": table}))
     resp, mask = np.asarray(ro.responses), np.asarray(ro.mask)
     diff = np.asarray(ro.problem.difficulty)
@@ -294,7 +298,7 @@ def test_group_reward_fn_sees_the_whole_group():
         return (length == jnp.max(length)).astype(jnp.float32)
 
     assert grpo.is_group_reward(longest_wins)
-    got = np.asarray(grpo.compute_rewards(jax.random.key(0), longest_wins, ro, 4))
+    got = np.asarray(_rewards(longest_wins, ro))
     lengths = np.asarray(ro.mask).sum(-1).reshape(3, 4)
     np.testing.assert_array_equal(got, (lengths == lengths.max(-1, keepdims=True)).astype(np.float32))
 
@@ -493,17 +497,17 @@ def test_config_errors_need_a_task_and_room():
 
 def test_learning_rate_warmup_hand_computed():
     cfg = grpo.Config(learning_rate=1e-3, warmup_updates=4)
-    got = [float(grpo.learning_rate_at(cfg, k)) for k in range(6)]
+    got = [float(lm.learning_rate_at(cfg, k)) for k in range(6)]
     np.testing.assert_allclose(got, [2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3], rtol=1e-6)
-    np.testing.assert_allclose(float(grpo.learning_rate_at(grpo.Config(learning_rate=1e-3), 0)), 1e-3, rtol=1e-6)
+    np.testing.assert_allclose(float(lm.learning_rate_at(grpo.Config(learning_rate=1e-3), 0)), 1e-3, rtol=1e-6)
 
 
 def test_registered_and_difficulty_mapping():
     assert algos.get("grpo") is grpo and algos.get("token_ppo") is token_ppo
-    p = grpo.task_params_for(grpo.Config(min_difficulty=2, max_difficulty=2), TASK)
+    p = lm.task_params_for(grpo.Config(min_difficulty=2, max_difficulty=2), TASK)
     assert int(p.min_digits) == 2 and int(p.max_digits) == 2
     chain = envs.make("chain", max_steps_cap=8)
-    p = grpo.task_params_for(grpo.Config(max_difficulty=3), chain)
+    p = lm.task_params_for(grpo.Config(max_difficulty=3), chain)
     assert int(p.max_steps) == 3 and int(p.min_steps) == int(chain.default_params.min_steps)
 
 

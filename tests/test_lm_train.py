@@ -20,6 +20,7 @@ from jaxrl_self import envs, lm
 from jaxrl_self.core.errors import ConfigError
 from jaxrl_self.core.sequence import VOCAB
 from jaxrl_self.lm import base_models
+from jaxrl_self.run import pretrain as pretrain_driver
 from jaxrl_self.lm.evaluate import grade, held_out_problems, pass_at_k, summarize
 from jaxrl_self.lm.majority import majority_vote
 from jaxrl_self.lm.pretrain import (PretrainConfig, learning_rate_at, make_problem_sampler, make_sequences,
@@ -343,7 +344,7 @@ def test_tiny_pretraining_via_cli_learns_and_exports(tmp_path):
     assert cfg == TINY and meta["task"]["kwargs"] == {"max_digits": 1} and meta["prompt_layout"] == "packed"
     assert meta["training"]["steps"] == 240 and meta["training"]["sequence_accuracy_final"] > 0.9
     # the newest checkpoint holds exactly the exported parameters
-    ck_params, ck_cfg, ck_meta = base_models.load_model_or_run(run_dir, step=240)
+    ck_params, ck_cfg, ck_meta = pretrain_driver.load_model_or_run(run_dir, step=240)
     assert ck_cfg == cfg and ck_meta["prompt_layout"] == "packed"
     jax.tree.map(np.testing.assert_array_equal, ck_params, params)
     assert main(["pretrain", "--recipe", "nope"]) == 2
@@ -356,8 +357,9 @@ def test_training_from_a_base_model_uses_the_task_it_was_trained_on(monkeypatch)
     from jaxrl_self.algos import tppo
     from jaxrl_self.run import runner as runner_lib
 
-    assert runner_lib.base_model_task_kwargs("chain-base", "chain") == {"max_steps_cap": 16}
-    assert runner_lib.base_model_task_kwargs("chain-base", "addition") is None
+    assert runner_lib.default_env_kwargs(tppo.Config(base_model="chain-base"), "chain") == {"max_steps_cap": 16}
+    assert runner_lib.default_env_kwargs(tppo.Config(base_model="chain-base"), "addition") is None
+    assert runner_lib.default_env_kwargs(tppo.Config(), "chain") is None
     built = {}
 
     def stop(self):  # nothing is compiled or run: the test is about what the run was built from

@@ -316,7 +316,7 @@ def test_separate_value_network_supplies_the_window_values_and_bootstrap(run_sep
     cfg = CONFIG.replace(value_model="separate", bootstrap="exact")
     pool, _, window = tppo.collect_window(
         jax.random.key(5), state.params, state.pool, state.prompts_issued, config=cfg, task=TASK,
-        task_params=grpo.task_params_for(cfg, TASK), model_config=TINY, prompt_layout=cfg.prompt_layout,
+        task_params=lm.task_params_for(cfg, TASK), model_config=TINY, prompt_layout=cfg.prompt_layout,
         reward_fn=_token_sum_reward, value_params=value_params)
     slots = pool.slots
     S = slots.tokens.shape[1]
@@ -416,7 +416,7 @@ def test_loss_denominator_and_policy_tokens_reweight_exactly(run):
     state = states[-1]
     cfg = CONFIG.replace(normalize_advantages=False)
     window_out = tppo.collect_window(jax.random.key(5), state.params, state.pool, state.prompts_issued, config=cfg,
-                                     task=TASK, task_params=grpo.task_params_for(cfg, TASK), model_config=TINY,
+                                     task=TASK, task_params=lm.task_params_for(cfg, TASK), model_config=TINY,
                                      prompt_layout=cfg.prompt_layout, reward_fn=_token_sum_reward)
     pool, _, window = window_out
     adv, _ = tppo.window_advantages(cfg, window, cfg.policy_lambda)

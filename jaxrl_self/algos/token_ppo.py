@@ -15,11 +15,11 @@ One update, top to bottom:
 
 1. **rollout**: ``num_prompts`` problems, ``group_size`` responses each (default 1), sampled with the KV cache;
    the sampler also returns ``log π_old(y_t | s_t)`` and the value ``V_old(s_t)`` of the state each token was
-   chosen in (the shared trunk's value head) (:func:`jaxrl_self.algos.grpo.rollout`);
+   chosen in (the shared trunk's value head) (:func:`jaxrl_self.lm.rollout`);
 2. **rewards**: the task reward ``R`` of each whole response (default: the verifier, 1/0) is paid at its last
    token; with ``use_reference`` every token also pays ``−β (log π_old − log π_ref)`` (the per-token KL penalty
    of Ziegler et al.) (:func:`token_rewards`);
-3. **advantages**: GAE over the response tokens (:func:`token_gae`), ``δ_t = r_t + γ V(s_{t+1}) − V(s_t)`` with
+3. **advantages**: GAE over the response tokens (:func:`jaxrl_self.rl.token_gae`), ``δ_t = r_t + γ V(s_{t+1}) − V(s_t)`` with
    ``V(s_{T}) = 0`` after the last token (the response is over: a terminal state, also when it was cut at
    ``max_new_tokens``), ``A_t = δ_t + γλ A_{t+1}``; defaults ``γ = 1``, ``λ = 0.95``; value targets
    ``A_t + V_old(s_t)``; advantages whitened over the batch's response tokens (``normalize_advantages``);
@@ -27,8 +27,8 @@ One update, top to bottom:
    ``vf_coef`` x clipped value loss − ``ent_coef`` x entropy, token means over response tokens
    (:func:`ppo_token_loss`), global-norm clipping, Adam.
 
-The pieces (:func:`token_rewards`, :func:`token_gae`, :func:`ppo_token_loss`, :func:`make_batch` and
-:func:`jaxrl_self.algos.grpo.learn`) are importable: T-PPO reuses them on windows of tokens.
+Built on the shared LM-RL layer (:mod:`jaxrl_self.lm`: problem sources, rewards, rollout, learner, optimiser,
+guard) and :mod:`jaxrl_self.rl` (``token_rewards``, ``token_gae``, the PPO losses).
 """
 from __future__ import annotations
 
@@ -39,29 +39,14 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxrl_self import lm, rl
-from jaxrl_self.algos import grpo
-from jaxrl_self.algos.grpo import (
-    EvalResult,
-    GroupRewardFn,
-    RewardFn,
-    Rollout,
-    compute_rewards,
-    guard_nonfinite,
-    learn,
-    learning_rate_at,
-    load_policy,
-    make_optimizer,
-    reference_logp,
-    rollout,
-    rollout_stats,
-    sample_problems,
-    task_params_for,
-    verifier_reward,
-)
 from jaxrl_self.core.algorithm import Train, static_field as _static
 from jaxrl_self.core.sequence import SequenceTask
+from jaxrl_self.lm.config import NON_NEGATIVE, POSITIVE, UNIT, LMRLConfig
+from jaxrl_self.lm.diagnostics import EvalResult
+from jaxrl_self.lm.learner import Rollout
+from jaxrl_self.lm.rewards import GroupRewardFn, RewardFn, verifier_reward
 from jaxrl_self.nets.transformer import TransformerConfig
-from jaxrl_self.nets.transformer import init_params as init_model_params
+from jaxrl_self.rl import token_gae, token_rewards
 
 __all__ = [
     "NAME",
@@ -87,22 +72,25 @@ DEFAULT_ENV = "addition"
 
 # ============================================================================================ configuration
 @struct.dataclass
-class Config:
-    """Token-level PPO hyper-parameters (static fields first, then the traced numeric ones)."""
+class Config(LMRLConfig):
+    """Token-level PPO hyper-parameters: the shared LM-RL fields (:class:`~jaxrl_self.lm.LMRLConfig`; some with
+    other defaults here) and these."""
 
-    # -- sizes (static)
-    num_updates: int = _static(200)
-    """updates in the run (each: sample, score, learn)"""
-    num_prompts: int = _static(64)
-    """prompts per update"""
-    group_size: int = _static(1)
-    """responses sampled per prompt; an update trains on num_prompts * group_size responses"""
-    max_new_tokens: int = _static(16)
-    """response budget in tokens (a response without EOS is cut there and ends)"""
+    # -- shared fields with token PPO's defaults
     update_epochs: int = _static(4)
     """passes over each batch of responses"""
     num_minibatches: int = _static(4)
     """minibatches of whole responses per epoch; must divide num_prompts * group_size"""
+    model: TransformerConfig = _static(TransformerConfig(num_layers=2, d_model=64, num_heads=4, d_ff=256, max_len=64,
+                                                         value_head=True))
+    """architecture of a freshly initialised policy (a value head is always added)"""
+    learning_rate: float = 1e-4
+    """Adam step size (after the warm-up)"""
+    # -- sizes (static)
+    num_prompts: int = _static(64)
+    """prompts per update"""
+    group_size: int = _static(1)
+    """responses sampled per prompt; an update trains on num_prompts * group_size responses"""
     # -- switches (static)
     normalize_advantages: bool = _static(True)
     """whiten the advantages over the batch's response tokens"""
@@ -110,48 +98,17 @@ class Config:
     """clip the value loss around the rollout's values with value_clip_eps"""
     use_reference: bool = _static(False)
     """keep a frozen copy of the initial policy and pay -kl_coef * (log π_old - log π_ref) per token"""
-    # -- model (static)
-    base_model: str = _static("")
-    """start from this shipped base model ('addition-base'...) plus a fresh value head; '' = fresh init of `model`"""
-    model: TransformerConfig = _static(TransformerConfig(num_layers=2, d_model=64, num_heads=4, d_ff=256, max_len=64,
-                                                         value_head=True))
-    """architecture of a freshly initialised policy (a value head is always added)"""
-    prompt_layout: str = _static("auto")
-    """how prompts are shown to the model: 'packed', 'padded', or 'auto' (the base model's layout, else 'packed')"""
-    # -- task (traced; None = the task's default)
-    min_difficulty: Optional[int] = None
-    """lowest difficulty sampled (addition: operand digits, chain: steps); None = the task's default"""
-    max_difficulty: Optional[int] = None
-    """highest difficulty sampled; None = the task's default"""
     # -- numeric hyper-parameters (traced)
-    learning_rate: float = 1e-4
-    """Adam step size (after the warm-up)"""
-    warmup_updates: int = 0
-    """linear learning-rate warm-up over this many updates (0 = constant)"""
     gamma: float = 1.0
     """discount over response tokens"""
     gae_lambda: float = 0.95
     """GAE λ over response tokens"""
-    clip_eps: float = 0.2
-    """PPO ratio clip ε"""
     value_clip_eps: float = 0.2
     """value clip range around the rollout's values"""
     vf_coef: float = 0.5
     """value loss coefficient"""
-    ent_coef: float = 0.0
-    """entropy bonus coefficient"""
     kl_coef: float = 0.0
     """β of the per-token KL penalty in the reward (needs use_reference)"""
-    temperature: float = 1.0
-    """sampling temperature of the rollouts (the loss always uses the untempered policy)"""
-    format_penalty: float = 0.0
-    """default reward only: subtracted when no answer can be parsed from the response"""
-    max_grad_norm: float = 1.0
-    """global gradient-norm clip"""
-    adam_eps: float = 1e-8
-    """Adam ε"""
-    weight_decay: float = 0.0
-    """decoupled weight decay (AdamW); 0 = Adam"""
 
     @property
     def batch_size(self) -> int:
@@ -159,29 +116,16 @@ class Config:
 
     def validate(self, env: Any = None, env_params: Any = None) -> None:
         """Raise :class:`~jaxrl_self.core.ConfigError` naming the first bad field (traced values skipped)."""
-        import numpy as np
-
-        grpo._validate(self, "token_ppo.Config", env, env_params, extra_numeric={
-            "gamma": (lambda x: (x >= 0) & (x <= 1), "a number in [0, 1]"),
-            "gae_lambda": (lambda x: (x >= 0) & (x <= 1), "a number in [0, 1]"),
-            "value_clip_eps": (lambda x: np.isfinite(x) & (x > 0), "a finite number > 0"),
-            "vf_coef": (lambda x: np.isfinite(x) & (x >= 0), "a finite number >= 0"),
-        })
+        self.validate_shared(env, env_params, owner="token_ppo.Config", sizes=("num_prompts", "group_size"),
+                             batch_size=self.batch_size,
+                             flags=("normalize_advantages", "clip_value_loss", "use_reference"),
+                             extra_numeric={"gamma": UNIT, "gae_lambda": UNIT, "value_clip_eps": POSITIVE,
+                                            "vf_coef": NON_NEGATIVE, "kl_coef": NON_NEGATIVE})
 
 
 # ============================================================================================ state and metrics
-@struct.dataclass
-class RunState:
-    """Everything a run needs to continue (one pytree; vmapped runs add a leading axis to every leaf)."""
-
-    params: Any  # policy + value head parameters (shared trunk)
-    opt_state: Any
-    ref_params: Any  # frozen initial policy; None without use_reference
-    rng: jax.Array
-    update_step: jax.Array  # int32
-    env_steps: jax.Array  # int32, response tokens generated so far
-    nonfinite_update: jax.Array  # int32, -1 or the first update with a NaN/inf loss
-    reward_extras: Any = None
+#: Everything a run needs to continue: :class:`jaxrl_self.lm.RunState` (``params`` include the value head).
+RunState = lm.RunState
 
 
 @struct.dataclass
@@ -208,6 +152,8 @@ class Metrics:
     value_mean: jax.Array  # token-mean V_old(s_t)
     advantage_mean: jax.Array  # token-mean raw advantage
     learning_rate: jax.Array
+    reward: dict = struct.field(default_factory=dict)  # the reward function's own metrics (batch means)
+    problems: dict = struct.field(default_factory=dict)  # the problem source's (problem_pass for a fixed set)
 
 
 @struct.dataclass
@@ -224,55 +170,17 @@ class Batch:
     returns: jax.Array  # [N, R] float32, value targets
 
 
-# ============================================================================================ rewards and GAE
-def token_rewards(reward: jax.Array, mask: jax.Array, kl_penalty: Optional[jax.Array] = None) -> jax.Array:
-    """Per-token rewards ``[N, R]``: the response reward ``reward [N]`` at the last token of each response
-    (``mask [N, R]``, a prefix mask), plus ``kl_penalty [N, R]`` (e.g. ``−β (log π_old − log π_ref)``) on every
-    response token; 0 outside the response (and for a response with no token)."""
-    m = jnp.asarray(mask, bool)
-    length = jnp.sum(m, axis=-1)
-    last = jnp.arange(m.shape[-1])[None, :] == (length - 1)[:, None]
-    r = jnp.where(last & m, reward[:, None].astype(jnp.float32), 0.0)
-    if kl_penalty is not None:
-        r = r + jnp.where(m, kl_penalty, 0.0)
-    return r
-
-
-def token_gae(rewards: jax.Array, values: jax.Array, mask: jax.Array, gamma: float | jax.Array,
-              gae_lambda: float | jax.Array) -> tuple[jax.Array, jax.Array]:
-    """GAE over the response tokens of each row; the state after the last token is terminal (value 0).
-
-    Args:
-      rewards: ``[N, R]`` per-token rewards (:func:`token_rewards`).
-      values: ``[N, R]`` ``V(s_t)``, the value of the state token ``t`` was chosen in.
-      mask: ``[N, R]`` bool prefix mask of the response tokens.
-      gamma, gae_lambda: scalars (may be traced).
-
-    Returns:
-      ``(advantages, returns)``, ``[N, R]`` float32, 0 outside the response; ``returns = advantages + values``.
-      Computed with :func:`jaxrl_self.rl.gae` on time-major ``[R, N]`` arrays with ``V(s_{t+1})`` taken from
-      the next token and the last token marked terminated (which also cuts the λ-trace).
-    """
-    m = jnp.asarray(mask, bool)
-    v = jnp.where(m, values, 0.0).astype(jnp.float32)
-    r = jnp.where(m, rewards, 0.0).astype(jnp.float32)
-    next_m = jnp.concatenate([m[:, 1:], jnp.zeros_like(m[:, :1])], axis=1)
-    next_v = jnp.concatenate([v[:, 1:], jnp.zeros_like(v[:, :1])], axis=1)
-    end = m & ~next_m  # the last response token: s_{t+1} is terminal
-    done = end | ~m
-    adv, _ = rl.gae(r.T, v.T, jnp.where(next_m, next_v, 0.0).T, done.T, done.T, gamma, gae_lambda)
-    adv = jnp.where(m, adv.T, 0.0)
-    return adv, jnp.where(m, adv + v, 0.0)
-
-
-def make_batch(ro: Rollout, advantages: jax.Array, returns: jax.Array, normalize: bool) -> Batch:
-    """The learner's batch; ``normalize`` whitens the advantages over the response tokens of the batch."""
-    adv = rl.normalize_advantages(advantages, ro.mask) if normalize else advantages
-    return Batch(prompts=ro.prompts, prompt_len=ro.prompt_len, responses=ro.responses, mask=ro.mask,
+# ============================================================================================ batch and loss
+def make_batch(ro: Rollout, advantages: jax.Array, returns: jax.Array, normalize: bool,
+               row_valid: jax.Array | None = None) -> Batch:
+    """The learner's batch; ``normalize`` whitens the advantages over the response tokens of the batch;
+    rows where ``row_valid`` (``[N]``, or ``[B]`` per problem) is False get an empty mask."""
+    mask = ro.mask if row_valid is None else ro.mask & jnp.repeat(row_valid, ro.mask.shape[0] // row_valid.shape[0])[:, None]
+    adv = rl.normalize_advantages(advantages, mask) if normalize else advantages
+    return Batch(prompts=ro.prompts, prompt_len=ro.prompt_len, responses=ro.responses, mask=mask,
                  old_logp=ro.logp, old_values=ro.values, advantages=adv, returns=returns)
 
 
-# ============================================================================================ loss
 def ppo_token_loss(logp: jax.Array, old_logp: jax.Array, values: jax.Array, old_values: jax.Array,
                    returns: jax.Array, advantages: jax.Array, entropy: jax.Array, mask: jax.Array, *,
                    clip_eps: float | jax.Array, value_clip_eps: float | jax.Array | None,
@@ -307,50 +215,51 @@ def token_ppo_loss(config: Config, model_config: TransformerConfig, params: Any,
 
 # ============================================================================================ the run
 def make_train(config: Config, env: SequenceTask, env_params: Any = None, *, reward_fn: Any = None,
-               reward_extras: Any = None, init_params: Any = None,
-               model_config: TransformerConfig | None = None) -> Train[RunState]:
-    """Build the training run ``train(key) -> (RunState, Metrics)``; arguments as in
+               reward_extras: Any = None, init_params: Any = None, model_config: TransformerConfig | None = None,
+               problems: Optional[lm.ProblemSet] = None) -> Train[RunState]:
+    """Build the training run ``train(key) -> (RunState, Metrics)``; arguments (and ``init``'s) as in
     :func:`jaxrl_self.algos.grpo.make_train` (a value head is added to the policy if it has none)."""
     config.validate(env, env_params)
     task = env
-    task_params = task_params_for(config, task, env_params)
-    params0, model_cfg, layout = load_policy(config, task, value_head=True, init_params=init_params,
-                                             model_config=model_config, owner="token_ppo.Config")
+    source = lm.problem_source(task, lm.task_params_for(config, task, env_params), problems)
+    policy = lm.load_policy(config, task, value_head=True, init_params=init_params, model_config=model_config,
+                            owner="token_ppo.Config")
+    model_cfg = policy.model_config
     reward_fn = verifier_reward(task, config.format_penalty) if reward_fn is None else reward_fn
-    tx = make_optimizer(config)
+    tx = lm.make_optimizer(config)
     B, G, R = config.num_prompts, config.group_size, config.max_new_tokens
 
     def loss_fn(params, mb):
         return token_ppo_loss(config, model_cfg, params, mb)
 
-    def init(key: jax.Array) -> RunState:
-        k_params, k_run = jax.random.split(key)
-        params = init_model_params(k_params, model_cfg) if params0 is None else params0
-        zero = jnp.zeros((), jnp.int32)
-        return RunState(params=params, opt_state=tx.init(params),
-                        ref_params=params if config.use_reference else None, rng=k_run, update_step=zero,
-                        env_steps=zero, nonfinite_update=jnp.full((), -1, jnp.int32), reward_extras=reward_extras)
+    def init(key: jax.Array, params: Any = None, *, ref_params: Any = None, problems: Any = None,
+             reward_extras: Any = reward_extras) -> RunState:
+        return lm.init_run_state(key, policy, tx, source, use_reference=config.use_reference, params=params,
+                                 ref_params=ref_params, problems=problems, reward_extras=reward_extras)
 
     def update(state: RunState) -> tuple[RunState, Metrics]:
         rng, k_prob, k_gen, k_rew, k_learn = jax.random.split(state.rng, 5)
         # 1. rollout (log-probs and values from the sampler)
-        problems = sample_problems(k_prob, task, task_params, B)
-        ro = rollout(k_gen, state.params, model_cfg, problems, G, R, config.temperature, prompt_layout=layout)
+        source_state, drawn = source.draw(state.problems, k_prob, B)
+        ro = lm.rollout(k_gen, state.params, model_cfg, drawn.problems, G, R, config.temperature,
+                        prompt_layout=policy.prompt_layout)
         # 2. per-token rewards: terminal task reward (+ KL penalty to the reference)
-        rewards = compute_rewards(k_rew, reward_fn, ro, G, state.reward_extras).reshape(-1)
+        rewards, reward_metrics = lm.compute_rewards(k_rew, reward_fn, ro.problem, ro.responses, ro.mask, G,
+                                                     state.reward_extras)
+        rewards = rewards.reshape(-1)
         kl_ref = None
         if config.use_reference:
-            kl_ref = jnp.where(ro.mask, ro.logp - reference_logp(state.ref_params, model_cfg, ro), 0.0)
+            kl_ref = jnp.where(ro.mask, ro.logp - lm.reference_logp(state.ref_params, model_cfg, ro), 0.0)
         r_tok = token_rewards(rewards, ro.mask, None if kl_ref is None else -config.kl_coef * kl_ref)
         # 3. GAE over response tokens
         advantages, returns = token_gae(r_tok, ro.values, ro.mask, config.gamma, config.gae_lambda)
         # 4. learn
-        batch = make_batch(ro, advantages, returns, config.normalize_advantages)
-        params, opt_state, stats = learn(k_learn, config, loss_fn, tx, state.params, state.opt_state, batch)
-        params, opt_state, nonfinite = guard_nonfinite(state, params, opt_state, stats["loss"])
+        batch = make_batch(ro, advantages, returns, config.normalize_advantages, row_valid=drawn.valid)
+        params, opt_state, stats = lm.learn(k_learn, config, loss_fn, tx, state.params, state.opt_state, batch)
+        params, opt_state, nonfinite = lm.guard_nonfinite(state, params, opt_state, stats["loss"])
 
         env_steps = state.env_steps + jnp.sum(ro.response_len)
-        rs = rollout_stats(task, ro, rewards.reshape(B, G), G, R)
+        rs = lm.rollout_stats(task, ro, rewards.reshape(B, G), G, R, config.ground_truth_metrics)
         metrics = Metrics(
             env_steps=env_steps,
             episode_return=rs["reward_mean"],
@@ -360,10 +269,12 @@ def make_train(config: Config, env: SequenceTask, env_params: Any = None, *, rew
             kl_ref=jnp.zeros(()) if kl_ref is None else rl.masked_mean(kl_ref, ro.mask),
             value_mean=rl.masked_mean(ro.values, ro.mask),
             advantage_mean=rl.masked_mean(advantages, ro.mask),
-            learning_rate=learning_rate_at(config, state.update_step),
+            learning_rate=lm.learning_rate_at(config, state.update_step),
+            reward=lm.mean_metrics(reward_metrics),
+            problems=drawn.stats,
         )
         new_state = state.replace(params=params, opt_state=opt_state, rng=rng, update_step=state.update_step + 1,
-                                  env_steps=env_steps, nonfinite_update=nonfinite)
+                                  env_steps=env_steps, nonfinite_update=nonfinite, problems=source_state)
         return new_state, metrics
 
     return Train(init=init, update=update, num_updates=config.num_updates, config=config)
@@ -371,5 +282,5 @@ def make_train(config: Config, env: SequenceTask, env_params: Any = None, *, rew
 
 def make_eval(config: Config, env: SequenceTask, env_params: Any = None, *,
               model_config: TransformerConfig | None = None, greedy: bool = True):
-    """Held-out accuracy, as :func:`jaxrl_self.algos.grpo.make_eval` (with the value-head model config)."""
-    return grpo.make_eval(config, env, env_params, model_config=model_config, greedy=greedy, value_head=True)
+    """Held-out accuracy, as :func:`jaxrl_self.lm.make_eval` (with the value-head model config)."""
+    return lm.make_eval(config, env, env_params, model_config=model_config, greedy=greedy, value_head=True)

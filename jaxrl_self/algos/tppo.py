@@ -38,7 +38,7 @@ One training step (:func:`make_train`'s ``update``), top to bottom:
    on responses that finished in this step, on all their tokens, against the ``λ_V``-return of the whole
    response (``value_lambda = 1``: the Monte-Carlo return, here the terminal reward); ``"all"`` (ablation)
    trains it like the policy, on the window tokens of all responses against their EGAE ``λ_V``-returns.
-5. **learn** (:func:`learn` from GRPO, with :func:`tppo_loss`): ``update_epochs`` x ``num_minibatches`` of slots;
+5. **learn** (:func:`jaxrl_self.lm.learn`, with :func:`tppo_loss`): ``update_epochs`` x ``num_minibatches`` of slots;
    ``L = PPO-clip(window tokens of all slots) + vf_coef · value loss − ent_coef · entropy`` (token means),
    global-norm clipping, Adam (``value_warmup_updates``: the value loss only, the policy held fixed). With
    ``value_model="separate"`` the value is a second network (a copy of the initial policy with its own Adam
@@ -65,28 +65,18 @@ import optax
 from flax import struct
 
 from jaxrl_self import lm, rl
-from jaxrl_self.algos import grpo
-from jaxrl_self.algos.grpo import (
-    EvalResult,
-    RewardFn,
-    guard_nonfinite,
-    is_group_reward,
-    learn,
-    load_policy,
-    make_optimizer,
-    sample_problems,
-    task_params_for,
-    verifier_reward,
-)
-from jaxrl_self.algos.token_ppo import token_gae
 from jaxrl_self.core.algorithm import Train, static_field as _static
 from jaxrl_self.core.environment import tree_select
 from jaxrl_self.core.errors import ConfigError
 from jaxrl_self.core.sequence import Problem, SequenceTask
-from jaxrl_self.lm.evaluate import PROMPT_LAYOUTS, prompt_lengths
+from jaxrl_self.lm.config import COUNT, NON_NEGATIVE, POSITIVE, UNIT, LMRLConfig
+from jaxrl_self.lm.diagnostics import EvalResult
+from jaxrl_self.lm.evaluate import prompt_lengths
+from jaxrl_self.lm.problems import sample_problems
+from jaxrl_self.lm.rewards import RewardFn, is_group_reward, verifier_reward
 from jaxrl_self.lm.sampling import entropy_from_logits, token_logprobs
 from jaxrl_self.nets.transformer import KVCache, TransformerConfig, apply
-from jaxrl_self.nets.transformer import init_params as init_model_params
+from jaxrl_self.rl import token_gae
 from jaxrl_self.rl.advantages import egae, length_adaptive_lambda
 
 __all__ = [
@@ -129,22 +119,29 @@ LOSS_DENOMINATORS = ("window", "tokens")
 
 # ============================================================================================ configuration
 @struct.dataclass
-class Config:
-    """T-PPO hyper-parameters (static fields first, then the traced numeric ones)."""
+class Config(LMRLConfig):
+    """T-PPO hyper-parameters: the shared LM-RL fields (:class:`~jaxrl_self.lm.LMRLConfig`; some with other
+    defaults here) and these (static fields first, then the traced numeric ones)."""
 
-    # -- sizes (static)
-    num_updates: int = _static(200)
-    """training steps in the run (each: refill, decode one window, learn)"""
-    num_slots: int = _static(64)
-    """B, responses in flight (the pool); each step trains on their window tokens"""
-    window: int = _static(8)
-    """l, tokens each slot generates per step (a response longer than l spans several steps)"""
+    # -- shared fields with T-PPO's defaults
     max_new_tokens: int = _static(38)
     """response budget in tokens (a response without EOS ends there); the chain's longest answer is 38"""
     update_epochs: int = _static(4)
     """passes over each step's batch of slots"""
     num_minibatches: int = _static(4)
     """minibatches of slots per epoch; must divide num_slots"""
+    base_model: str = _static("")
+    """start from this shipped base model ('chain-base'...) plus a fresh value head; '' = fresh init of `model`"""
+    model: TransformerConfig = _static(TransformerConfig(num_layers=2, d_model=64, num_heads=4, d_ff=256, max_len=128,
+                                                         positional="learned", value_head=True))
+    """architecture of a freshly initialised policy (a value head is always added)"""
+    learning_rate: float = 1e-4
+    """Adam step size (after the warm-up)"""
+    # -- sizes (static)
+    num_slots: int = _static(64)
+    """B, responses in flight (the pool); each step trains on their window tokens"""
+    window: int = _static(8)
+    """l, tokens each slot generates per step (a response longer than l spans several steps)"""
     # -- method (static)
     learner: str = _static("full")
     """'full': re-score each slot's whole buffer (exact gradient); 'window': only the window, over the KV cache"""
@@ -172,24 +169,7 @@ class Config:
     """whiten the advantages over the window tokens of the step"""
     clip_value_loss: bool = _static(False)
     """clip the value loss around the values recorded when the tokens were sampled (value_clip_eps)"""
-    # -- model (static)
-    base_model: str = _static("")
-    """start from this shipped base model ('chain-base'...) plus a fresh value head; '' = fresh init of `model`"""
-    model: TransformerConfig = _static(TransformerConfig(num_layers=2, d_model=64, num_heads=4, d_ff=256, max_len=128,
-                                                         positional="learned", value_head=True))
-    """architecture of a freshly initialised policy (a value head is always added)"""
-    prompt_layout: str = _static("auto")
-    """how prompts are shown to the model: 'packed', 'padded', or 'auto' (the base model's layout, else 'packed')"""
-    # -- task (traced; None = the task's default)
-    min_difficulty: Optional[int] = None
-    """lowest difficulty sampled (addition: operand digits, chain: steps); None = the task's default"""
-    max_difficulty: Optional[int] = None
-    """highest difficulty sampled; None = the task's default"""
     # -- numeric hyper-parameters (traced)
-    learning_rate: float = 1e-4
-    """Adam step size (after the warm-up)"""
-    warmup_updates: int = 0
-    """linear learning-rate warm-up over this many training steps (0 = constant)"""
     value_warmup_updates: int = 0
     """first training steps in which only the value learns (the value head, or with value_model="separate" the whole
     value network; the policy is held fixed): EGAE needs an informative value. With a head the one Adam state is
@@ -203,96 +183,34 @@ class Config:
     """λ of the value targets (1 = Monte-Carlo return)"""
     lambda_alpha: float = 1.0
     """α of the length-adaptive policy λ = 1 - 1/(α · length)"""
-    clip_eps: float = 0.2
-    """PPO ratio clip ε"""
     value_clip_eps: float = 0.2
     """value clip range (with clip_value_loss)"""
     vf_coef: float = 0.5
     """value loss coefficient"""
-    ent_coef: float = 0.0
-    """entropy bonus coefficient"""
-    temperature: float = 1.0
-    """sampling temperature (the loss always uses the untempered policy)"""
-    format_penalty: float = 0.0
-    """default reward only: subtracted when no answer can be parsed from the response"""
-    max_grad_norm: float = 1.0
-    """global gradient-norm clip"""
-    adam_eps: float = 1e-8
-    """Adam ε"""
-    weight_decay: float = 0.0
-    """decoupled weight decay (AdamW); 0 = Adam"""
 
     def validate(self, env: Any = None, env_params: Any = None) -> None:
         """Raise :class:`~jaxrl_self.core.ConfigError` naming the first bad field (traced values are skipped);
         with ``env`` (a :class:`~jaxrl_self.core.SequenceTask`) the task, difficulty range and lengths too."""
         owner = "tppo.Config"
-
-        def fail(field, value, allowed):
-            raise ConfigError(field, value, allowed, owner)
-
-        for name in ("num_updates", "num_slots", "window", "max_new_tokens", "update_epochs", "num_minibatches"):
+        for name in ("num_slots", "window"):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v <= 0:
-                fail(name, v, "a positive integer")
-        if self.window > self.max_new_tokens:
-            fail("window", self.window, f"<= max_new_tokens={self.max_new_tokens} (a window as long as the longest "
-                 "response already makes every response finish in its first window)")
-        if self.num_slots % self.num_minibatches:
-            fail("num_minibatches", self.num_minibatches, f"a divisor of num_slots={self.num_slots}")
+                raise ConfigError(name, v, "a positive integer", owner)
+        if isinstance(self.max_new_tokens, (int, np.integer)) and self.window > self.max_new_tokens:
+            raise ConfigError("window", self.window, f"<= max_new_tokens={self.max_new_tokens} (a window as long as "
+                              "the longest response already makes every response finish in its first window)", owner)
         for name, allowed in (("learner", LEARNERS), ("bootstrap", BOOTSTRAPS), ("value_model", VALUE_MODELS),
                               ("value_tokens", VALUE_TOKENS),
                               ("policy_tokens", POLICY_TOKENS), ("loss_denominator", LOSS_DENOMINATORS)):
             if getattr(self, name) not in allowed:
-                fail(name, getattr(self, name), f"one of {allowed}")
-        for name in ("refresh_cache", "length_adaptive_lambda", "normalize_advantages", "clip_value_loss"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                fail(name, getattr(self, name), "True or False")
-        if not isinstance(self.base_model, str):
-            fail("base_model", self.base_model, "a base model name or '' (fresh initialisation)")
-        if not isinstance(self.model, TransformerConfig):
-            fail("model", self.model, "a jaxrl_self.nets.transformer.TransformerConfig")
-        if self.prompt_layout not in ("auto",) + PROMPT_LAYOUTS:
-            fail("prompt_layout", self.prompt_layout, f"one of {('auto',) + PROMPT_LAYOUTS}")
-        for name in ("min_difficulty", "max_difficulty"):
-            v = getattr(self, name)
-            if v is None or isinstance(v, jax.core.Tracer):
-                continue
-            arr = np.asarray(v)
-            if not (np.issubdtype(arr.dtype, np.integer) and np.all(arr >= 1)):
-                fail(name, v, "None or an integer >= 1")
-
-        unit = (lambda x: (x >= 0) & (x <= 1), "a number in [0, 1]")
-        positive = (lambda x: np.isfinite(x) & (x > 0), "a finite number > 0")
-        non_negative = (lambda x: np.isfinite(x) & (x >= 0), "a finite number >= 0")
-        numeric = {
-            "learning_rate": positive, "gamma": unit, "policy_lambda": unit, "value_lambda": unit,
-            "lambda_alpha": positive, "clip_eps": positive, "value_clip_eps": positive, "vf_coef": non_negative,
-            "ent_coef": non_negative, "temperature": positive,
-            "format_penalty": (lambda x: np.isfinite(x), "a finite number"),
-            "max_grad_norm": (lambda x: x > 0, "a number > 0 (inf disables clipping)"),
-            "adam_eps": positive, "weight_decay": non_negative,
-            "warmup_updates": (lambda x: (x >= 0) & (x == np.round(x)), "an integer >= 0"),
-            "value_warmup_updates": (lambda x: (x >= 0) & (x == np.round(x)), "an integer >= 0"),
-        }
-        for name, (ok, allowed) in numeric.items():
-            v = getattr(self, name)
-            if isinstance(v, jax.core.Tracer):
-                continue
-            try:
-                arr = np.asarray(v, dtype=np.float64)
-            except (TypeError, ValueError):
-                fail(name, v, allowed)
-            if arr.size == 0 or not np.all(ok(arr)):
-                fail(name, v, allowed)
-
-        if env is not None:
-            if not isinstance(env, SequenceTask):
-                fail("env", getattr(env, "name", type(env).__name__),
-                     "a SequenceTask (a token task such as 'chain' or 'addition'); pass --task chain")
-            task_params_for(self, env, env_params)  # checks the difficulty range against the task
-            if not self.base_model:
-                grpo._check_model(self.model, env, self.max_new_tokens, owner, "model")
-
+                raise ConfigError(name, getattr(self, name), f"one of {allowed}", owner)
+        self.validate_shared(env, env_params, owner=owner, batch_size=self.num_slots, batch_name="num_slots",
+                             default_task="chain",
+                             flags=("refresh_cache", "length_adaptive_lambda", "normalize_advantages",
+                                    "clip_value_loss"),
+                             extra_numeric={"gamma": UNIT, "policy_lambda": UNIT, "value_lambda": UNIT,
+                                            "lambda_alpha": POSITIVE, "value_clip_eps": POSITIVE,
+                                            "vf_coef": NON_NEGATIVE, "value_warmup_updates": COUNT})
 
 # ============================================================================================ state and metrics
 @struct.dataclass
@@ -358,6 +276,7 @@ class Metrics:
     value_mean: jax.Array  # token mean of V_old over the window
     advantage_mean: jax.Array  # token mean of the raw EGAE advantage over the window
     learning_rate: jax.Array
+    reward: dict = struct.field(default_factory=dict)  # the reward function's own metrics (finished responses)
 
 
 @struct.dataclass
@@ -383,6 +302,7 @@ class Window:
     format_valid: jax.Array  # [B] bool, a parseable answer (meaningful where done)
     response_len: jax.Array  # [B] int32, response tokens after the window
     bootstrap: jax.Array  # [B] float32, V(s_l) used where the window cuts a response
+    reward_metrics: dict = struct.field(default_factory=dict)  # [B] per metric of the reward (meaningful where done)
 
 
 @struct.dataclass
@@ -460,14 +380,15 @@ def bootstrap_value(params: Any, slots: lm.DecodeState, *, config: TransformerCo
 
 def collect_window(key: jax.Array, params: Any, pool: Pool, prompts_issued: jax.Array, *, config: Config,
                    task: SequenceTask, task_params: Any, model_config: TransformerConfig, prompt_layout: str,
-                   reward_fn: RewardFn, reward_extras: Any = None,
-                   value_params: Any = None) -> tuple[Pool, jax.Array, Window]:
+                   reward_fn: RewardFn, reward_extras: Any = None, value_params: Any = None,
+                   ground_truth: bool = True) -> tuple[Pool, jax.Array, Window]:
     """Refill, (refresh the caches,) decode one window of ``config.window`` tokens per slot and score the
     responses that finished. Returns ``(pool, prompts_issued, window)``; finished slots keep their response
     (``pool.slots.done``) until the next :func:`refill`.
 
     ``value_params`` (``value_model="separate"``): the values ``V_old(s_t)`` and ``V(s_l)`` come from this value
-    network (one causal forward pass over the slots' buffers after the window) instead of the policy's head."""
+    network (one causal forward pass over the slots' buffers after the window) instead of the policy's head.
+    ``ground_truth=False``: ``window.correct`` is all False (the true answers are not read)."""
     k_refill, k_reward = jax.random.split(key)
     pool, prompts_issued = refill(k_refill, params, pool, prompts_issued, task=task, task_params=task_params,
                                   model_config=model_config, prompt_layout=prompt_layout)
@@ -490,10 +411,12 @@ def collect_window(key: jax.Array, params: Any, pool: Pool, prompts_issued: jax.
     # score the responses that finished in this window, exactly once
     done = jnp.any(out.finished, axis=1)
     responses, rmask = _responses(slots, config.max_new_tokens, task.vocab.PAD)
-    reward = jax.vmap(reward_fn, in_axes=(0, 0, 0, 0, None))(pool.problem, responses, rmask,
-                                                             jax.random.split(k_reward, B), reward_extras)
-    correct = jax.vmap(task.is_correct)(pool.problem, responses)
-    format_valid = jax.vmap(task.extract_answer)(responses)[1]
+    reward, reward_metrics = lm.score_each(k_reward, reward_fn, pool.problem, responses, rmask, reward_extras)
+    format_valid = jax.vmap(task.extract_answer)(responses)[1]  # responses are PAD after their end
+    if ground_truth:  # diagnostics: the verifier reads the true answers
+        correct = jax.vmap(task.is_correct)(pool.problem, responses)
+    else:
+        correct = jnp.zeros((B,), bool)
 
     if config.bootstrap == "previous":
         last = jnp.maximum(jnp.sum(out.mask, axis=1) - 1, 0)
@@ -508,7 +431,8 @@ def collect_window(key: jax.Array, params: Any, pool: Pool, prompts_issued: jax.
     window = Window(prompt_id=pool.prompt_id, start=start, tokens=out.tokens, mask=out.mask, logp=out.logp,
                     values=out.values, finished=out.finished, position=out.position, done=done,
                     reward=jnp.where(done, jnp.asarray(reward, jnp.float32), 0.0), correct=correct,
-                    format_valid=format_valid, response_len=slots.response_len, bootstrap=boot)
+                    format_valid=format_valid, response_len=slots.response_len, bootstrap=boot,
+                    reward_metrics=reward_metrics)
     return pool.replace(slots=slots, values=values), prompts_issued, window
 
 
@@ -663,7 +587,7 @@ def make_train(config: Config, env: SequenceTask, env_params: Any = None, *, rew
       config: the :class:`Config` (numeric fields may be traced: call inside ``jax.vmap`` for a sweep).
       env: the :class:`~jaxrl_self.core.SequenceTask` (default task of the CLI: ``chain``).
       env_params: the task's parameters (default ``env.default_params``; the config's difficulty range applies).
-      reward_fn: a per-response :class:`~jaxrl_self.algos.grpo.RewardFn` (default: the verifier, 1/0 minus
+      reward_fn: a per-response :class:`~jaxrl_self.lm.RewardFn` (default: the verifier, 1/0 minus
         ``format_penalty`` for unparseable answers); group rewards are not supported (no groups here).
       reward_extras: the initial ``RunState.reward_extras``.
       init_params, model_config: start from these parameters (a value head is added if missing).
@@ -673,27 +597,28 @@ def make_train(config: Config, env: SequenceTask, env_params: Any = None, *, rew
     if reward_fn is not None and is_group_reward(reward_fn):
         raise ConfigError("reward_fn", getattr(reward_fn, "__name__", reward_fn),
                           "a per-response RewardFn (T-PPO has no groups of responses)", "tppo.make_train")
-    task_params = task_params_for(config, task, env_params)
-    params0, model_cfg, layout = load_policy(config, task, value_head=True, init_params=init_params,
-                                             model_config=model_config, owner="tppo.Config")
-    if model_cfg.max_len < task.prompt_len + config.max_new_tokens:  # load_policy checks it; keep the invariant
-        raise ConfigError("max_new_tokens", config.max_new_tokens,
-                          f"<= model max_len - prompt_len = {model_cfg.max_len - task.prompt_len}", "tppo.Config")
+    task_params = lm.task_params_for(config, task, env_params)
+    policy = lm.load_policy(config, task, value_head=True, init_params=init_params, model_config=model_config,
+                            owner="tppo.Config")  # checks that prompts + max_new_tokens fit the model
+    model_cfg, layout = policy.model_config, policy.prompt_layout
     reward_fn = verifier_reward(task, config.format_penalty) if reward_fn is None else reward_fn
     separate = config.value_model == "separate"
-    tx = make_optimizer(config)
+    tx = lm.make_optimizer(config)
     if separate:  # two networks, two Adam states and gradient-norm clips: {"policy": ..., "value": ...}
-        tx = optax.multi_transform({"policy": tx, "value": make_optimizer(config)},
+        tx = optax.multi_transform({"policy": tx, "value": lm.make_optimizer(config)},
                                    lambda p: {k: jax.tree.map(lambda _: k, v) for k, v in p.items()})
     B, l = config.num_slots, config.window
 
     def loss_fn(params, mb):
         return tppo_loss(config, model_cfg, params, mb)
 
-    def init(key: jax.Array) -> RunState:
+    def init(key: jax.Array, params: Any = None, *, value_params: Any = None,
+             reward_extras: Any = reward_extras) -> RunState:
         k_params, k_run = jax.random.split(key)
-        params = init_model_params(k_params, model_cfg) if params0 is None else params0
-        value_params = jax.tree.map(jnp.copy, params) if separate else None  # the value network starts as a copy
+        params = policy.initial_params(k_params, params)
+        if separate and value_params is None:  # the value network starts as a copy of the initial policy
+            value_params = jax.tree.map(jnp.copy, params)
+        value_params = value_params if separate else None
         zero = jnp.zeros((), jnp.int32)
         learned = {"policy": params, "value": value_params} if separate else params
         return RunState(params=params, opt_state=tx.init(learned), rng=k_run, update_step=zero, env_steps=zero,
@@ -707,7 +632,8 @@ def make_train(config: Config, env: SequenceTask, env_params: Any = None, *, rew
         pool, issued, window = collect_window(
             k_window, state.params, state.pool, state.prompts_issued, config=config, task=task,
             task_params=task_params, model_config=model_cfg, prompt_layout=layout, reward_fn=reward_fn,
-            reward_extras=state.reward_extras, value_params=state.value_params)
+            reward_extras=state.reward_extras, value_params=state.value_params,
+            ground_truth=config.ground_truth_metrics)
         # 3. EGAE for the policy (per-response λ if length-adaptive)
         lam = (length_adaptive_lambda(window.response_len, config.lambda_alpha) if config.length_adaptive_lambda
                else config.policy_lambda)
@@ -719,17 +645,17 @@ def make_train(config: Config, env: SequenceTask, env_params: Any = None, *, rew
         batch = make_batch(config, window, pool, advantages, v_mask, v_target, warmup)
         if separate:
             before = {"policy": state.params, "value": state.value_params}
-            learned, opt_state, stats = learn(k_learn, config, loss_fn, tx, before, state.opt_state, batch)
-            learned, opt_state, nonfinite = guard_nonfinite(state.replace(params=before), learned, opt_state,
-                                                            stats["loss"])
+            learned, opt_state, stats = lm.learn(k_learn, config, loss_fn, tx, before, state.opt_state, batch)
+            learned, opt_state, nonfinite = lm.guard_nonfinite(state.replace(params=before), learned, opt_state,
+                                                               stats["loss"])
             params, value_params = learned["policy"], learned["value"]
             # a warm-up step leaves the policy's Adam state as it was: its step count would otherwise advance
             # with zero gradients, and Adam's bias correction would then make its first real steps too large
             policy_opt = tree_select(warmup, state.opt_state.inner_states["policy"], opt_state.inner_states["policy"])
             opt_state = opt_state._replace(inner_states={**opt_state.inner_states, "policy": policy_opt})
         else:
-            params, opt_state, stats = learn(k_learn, config, loss_fn, tx, state.params, state.opt_state, batch)
-            params, opt_state, nonfinite = guard_nonfinite(state, params, opt_state, stats["loss"])
+            params, opt_state, stats = lm.learn(k_learn, config, loss_fn, tx, state.params, state.opt_state, batch)
+            params, opt_state, nonfinite = lm.guard_nonfinite(state, params, opt_state, stats["loss"])
             value_params = None
 
         n_tokens = jnp.sum(window.mask, dtype=jnp.int32)
@@ -742,7 +668,8 @@ def make_train(config: Config, env: SequenceTask, env_params: Any = None, *, rew
             env_steps=env_steps,
             episode_return=_finished_mean(window.reward, done),
             episode_return_valid=jnp.any(done),
-            accuracy=_finished_mean(window.correct.astype(jnp.float32), done),
+            accuracy=(_finished_mean(window.correct.astype(jnp.float32), done) if config.ground_truth_metrics
+                      else jnp.full((), jnp.nan, jnp.float32)),
             format_valid=_finished_mean(window.format_valid.astype(jnp.float32), done),
             response_length=_finished_mean(window.response_len.astype(jnp.float32), done),
             truncated=_finished_mean(truncated.astype(jnp.float32), done),
@@ -756,6 +683,7 @@ def make_train(config: Config, env: SequenceTask, env_params: Any = None, *, rew
             value_mean=rl.masked_mean(window.values, window.mask),
             advantage_mean=rl.masked_mean(advantages, window.mask),
             learning_rate=jnp.asarray(config.learning_rate, jnp.float32),
+            reward=lm.mean_metrics(window.reward_metrics, done),
         )
         new_state = state.replace(params=params, opt_state=opt_state, rng=rng, update_step=state.update_step + 1,
                                   env_steps=env_steps, nonfinite_update=nonfinite, pool=pool, prompts_issued=issued,
@@ -769,5 +697,5 @@ def make_train(config: Config, env: SequenceTask, env_params: Any = None, *, rew
 def make_eval(config: Config, env: SequenceTask, env_params: Any = None, *,
               model_config: TransformerConfig | None = None, greedy: bool = True):
     """Held-out accuracy of whole responses generated start to finish (``max_new_tokens``), as
-    :func:`jaxrl_self.algos.grpo.make_eval` with the value-head model config."""
-    return grpo.make_eval(config, env, env_params, model_config=model_config, greedy=greedy, value_head=True)
+    :func:`jaxrl_self.lm.make_eval` with the value-head model config."""
+    return lm.make_eval(config, env, env_params, model_config=model_config, greedy=greedy, value_head=True)

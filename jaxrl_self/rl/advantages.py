@@ -23,7 +23,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["gae", "td_errors", "bootstrap_next_values", "discounted_returns"]
+__all__ = ["gae", "td_errors", "bootstrap_next_values", "discounted_returns", "token_rewards", "token_gae"]
 
 
 def td_errors(
@@ -217,3 +217,46 @@ def length_adaptive_lambda(length: jax.Array, alpha: float | jax.Array) -> jax.A
     """
     length = jnp.maximum(jnp.asarray(length, jnp.float32), 1.0)
     return jnp.clip(1.0 - 1.0 / (jnp.asarray(alpha, jnp.float32) * length), 0.0, 1.0)
+
+
+# ---------------------------------------------------------------------------------------------- response tokens
+# Language-model responses are batch-major rows ``[N, R]`` with a prefix mask (True on the generated tokens);
+# every token is an action and the state after a response's last token is terminal.
+def token_rewards(reward: jax.Array, mask: jax.Array, kl_penalty: jax.Array | None = None) -> jax.Array:
+    """Per-token rewards ``[N, R]``: the response reward ``reward [N]`` at the last token of each response
+    (``mask [N, R]``, a prefix mask), plus ``kl_penalty [N, R]`` (e.g. ``−β (log π_old − log π_ref)``) on every
+    response token; 0 outside the response (and for a response with no token)."""
+    m = jnp.asarray(mask, bool)
+    length = jnp.sum(m, axis=-1)
+    last = jnp.arange(m.shape[-1])[None, :] == (length - 1)[:, None]
+    r = jnp.where(last & m, reward[:, None].astype(jnp.float32), 0.0)
+    if kl_penalty is not None:
+        r = r + jnp.where(m, kl_penalty, 0.0)
+    return r
+
+
+def token_gae(rewards: jax.Array, values: jax.Array, mask: jax.Array, gamma: float | jax.Array,
+              gae_lambda: float | jax.Array) -> tuple[jax.Array, jax.Array]:
+    """GAE over the response tokens of each row; the state after the last token is terminal (value 0).
+
+    Args:
+      rewards: ``[N, R]`` per-token rewards (:func:`token_rewards`).
+      values: ``[N, R]`` ``V(s_t)``, the value of the state token ``t`` was chosen in.
+      mask: ``[N, R]`` bool prefix mask of the response tokens.
+      gamma, gae_lambda: scalars (may be traced).
+
+    Returns:
+      ``(advantages, returns)``, ``[N, R]`` float32, 0 outside the response; ``returns = advantages + values``.
+      Computed with :func:`gae` on time-major ``[R, N]`` arrays with ``V(s_{t+1})`` taken from the next token
+      and the last token marked terminated (which also cuts the λ-trace).
+    """
+    m = jnp.asarray(mask, bool)
+    v = jnp.where(m, values, 0.0).astype(jnp.float32)
+    r = jnp.where(m, rewards, 0.0).astype(jnp.float32)
+    next_m = jnp.concatenate([m[:, 1:], jnp.zeros_like(m[:, :1])], axis=1)
+    next_v = jnp.concatenate([v[:, 1:], jnp.zeros_like(v[:, :1])], axis=1)
+    end = m & ~next_m  # the last response token: s_{t+1} is terminal
+    done = end | ~m
+    adv, _ = gae(r.T, v.T, jnp.where(next_m, next_v, 0.0).T, done.T, done.T, gamma, gae_lambda)
+    adv = jnp.where(m, adv.T, 0.0)
+    return adv, jnp.where(m, adv + v, 0.0)

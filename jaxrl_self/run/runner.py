@@ -82,7 +82,7 @@ __all__ = [
     "UnknownAlgorithmError",
     "run_description",
     "algorithm_registry",
-    "base_model_task_kwargs",
+    "default_env_kwargs",
 ]
 
 PROGRESS_FIELDS = ("env_steps", "episode_return", "episode_return_valid")
@@ -655,14 +655,12 @@ def default_run_dir(runs_root: str | os.PathLike, algo: str, env: str) -> Path:
     return path
 
 
-def base_model_task_kwargs(base_model: str, env: str) -> dict[str, Any] | None:
-    """The constructor arguments of the task ``base_model`` (a shipped name, model file or pretrain run) was
-    trained on, if that task is ``env``; None otherwise (then the caller's task stands, and ``make_train`` checks
-    that the model fits it)."""
-    from jaxrl_self.lm.base_models import load_model_or_run
-
-    task = dict(load_model_or_run(base_model)[2]).get("task") or {}
-    return dict(task.get("kwargs", {})) if task.get("name") == env else None
+def default_env_kwargs(config: Any, env: str) -> dict[str, Any] | None:
+    """What the config says the task ``env`` should be built with when the caller gives no ``env_kwargs``:
+    ``config.task_kwargs_for(env)`` where the config defines it (an LM config starting from a base model returns
+    the constructor arguments of the task that model was trained on), else None (the registry's defaults)."""
+    hook = getattr(config, "task_kwargs_for", None)
+    return hook(env) if callable(hook) else None
 
 
 def run_training(algo: str | ModuleType, env: str = "cartpole", config: Any = None,
@@ -674,9 +672,9 @@ def run_training(algo: str | ModuleType, env: str = "cartpole", config: Any = No
     ``config`` defaults to ``algo.Config()``. Bad names and config values raise before compiling
     (:class:`UnknownAlgorithmError`, ``UnknownEnvironmentError``, :class:`~jaxrl_self.core.ConfigError`).
     ``run_dir=False`` runs without writing files. ``programs``: compiled programs of the same run
-    (:meth:`Runner.programs`), used instead of compiling. Without ``env_kwargs``, a config that starts from a
-    base model (``config.base_model``) trains on the task that model was trained on when ``env`` names it
-    (e.g. ``chain-base`` and ``"chain"`` give ``ChainTask(max_steps_cap=16)``), not on the task's defaults.
+    (:meth:`Runner.programs`), used instead of compiling. Without ``env_kwargs``, the task is built as the config
+    asks (:func:`default_env_kwargs`: a config that starts from a base model trains on the task that model was
+    trained on when ``env`` names it, e.g. ``chain-base`` and ``"chain"`` give ``ChainTask(max_steps_cap=16)``).
     """
     from jaxrl_self import envs
 
@@ -684,8 +682,8 @@ def run_training(algo: str | ModuleType, env: str = "cartpole", config: Any = No
     module = load_algorithm(algo)
     algo_name = algorithm_name(module)
     config = module.Config() if config is None else config
-    if env_kwargs is None and getattr(config, "base_model", ""):
-        env_kwargs = base_model_task_kwargs(config.base_model, env)
+    if env_kwargs is None:
+        env_kwargs = default_env_kwargs(config, env)
     env_obj = envs.make(env, **dict(env_kwargs or {}))
     validate = getattr(config, "validate", None)
     if callable(validate):

@@ -49,7 +49,7 @@ import numpy as np
 from jaxrl_self.core.errors import ConfigError
 from jaxrl_self.run.checkpoint import config_to_dict
 from jaxrl_self.run.metrics import chunk_rows, flatten_metrics, write_json
-from jaxrl_self.run.runner import algorithm_name, base_model_task_kwargs, load_algorithm, seed_keys
+from jaxrl_self.run.runner import algorithm_name, default_env_kwargs, load_algorithm, seed_keys
 from jaxrl_self.run.stats import final_value, mean_ci
 
 __all__ = ["SweepGroup", "SweepResult", "expand_grid", "group_configs", "stack_configs", "run_sweep",
@@ -190,8 +190,8 @@ def run_sweep(algo: str | ModuleType, env: str = "cartpole", grid: Mapping[str, 
     module = load_algorithm(algo)
     name = algorithm_name(module)
     base = module.Config() if base_config is None else base_config
-    if env_kwargs is None and getattr(base, "base_model", ""):  # the task the base model knows (as run_training)
-        env_kwargs = base_model_task_kwargs(base.base_model, env)
+    if env_kwargs is None:  # e.g. the task a base model knows (as run_training)
+        env_kwargs = default_env_kwargs(base, env)
     env_obj = envs.make(env, **dict(env_kwargs or {}))
     configs, assignments = expand_grid(base, dict(grid or {}))
     for cfg in configs:

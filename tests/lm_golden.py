@@ -3,7 +3,12 @@
 ``tests/data/lm_golden.json`` holds, per run, every metric of every update and a SHA-256 of the final run
 state's parameters and optimiser state. ``test_lm_golden.py`` re-runs them and demands bitwise equality, so a
 refactor of the shared LM-RL layer cannot change what the algorithms compute. Re-record only for a deliberate
-behaviour change (and say so in the commit): ``python tests/lm_golden.py --record``.
+behaviour change (and say so in the commit): ``python tests/lm_golden.py --record [NAME ...]``.
+
+Re-recorded since: ``tppo`` (T-PPO logs the scheduled learning rate instead of the constant one; the extra
+metric changes how XLA:CPU compiles the update, and the parameters after three updates differ from the
+original recording in the 7th significant digit: a compiled program's float results depend on the whole
+graph, which is also why adding a semantically void ``where`` to the window's format check did the same).
 
 The runs use the test-suite's XLA flags (``conftest.py``); results are bitwise reproducible for the same
 jaxlib on the same kind of CPU. The recording environment is stored beside the numbers.
@@ -99,8 +104,10 @@ def cpu_features() -> list[str]:
 
 if __name__ == "__main__":
     if "--record" not in sys.argv:
-        sys.exit("usage: python tests/lm_golden.py --record")
+        sys.exit("usage: python tests/lm_golden.py --record [NAME ...]   (names: re-record only these runs)")
+    only = [a for a in sys.argv[1:] if a != "--record"] or list(NAMES)
     PATH.parent.mkdir(parents=True, exist_ok=True)
-    out = {"environment": environment(), "runs": {n: run(n) for n in NAMES}}
+    old = json.loads(PATH.read_text())["runs"] if PATH.exists() else {}
+    out = {"environment": environment(), "runs": {n: run(n) if n in only else old[n] for n in NAMES}}
     PATH.write_text(json.dumps(out, indent=1) + "\n")
     print(f"written {PATH}")

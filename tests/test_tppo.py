@@ -272,8 +272,9 @@ def test_same_seed_same_metrics_and_seed_matters(run):
 
 @pytest.fixture(scope="module")
 def run_separate():
-    """The same run with ``value_model="separate"``: a second network, initialised as a copy, learns the value."""
-    train = tppo.make_train(CONFIG.replace(value_model="separate", value_warmup_updates=2), TASK,
+    """The same run with ``value_model="separate"``: a second network, initialised as a copy, learns the value
+    (and a learning-rate warm-up over 3 steps)."""
+    train = tppo.make_train(CONFIG.replace(value_model="separate", value_warmup_updates=2, warmup_updates=3), TASK,
                             reward_fn=_token_sum_reward,
                             init_params=_biased_params(), model_config=TINY)
     init = jax.jit(train.init)
@@ -306,6 +307,14 @@ def test_separate_value_network_warms_up_alone_and_never_moves_the_policy_head(r
     assert all(after_pi.values()) and all(_changed(states[2].value_params, states[4].value_params).values())
     for m in metrics:  # the policy that sampled the window scores it at the first (only) minibatch: ratio 1
         assert abs(float(m.approx_kl)) < 1e-6 and float(m.clip_fraction) == 0.0
+
+
+def test_logged_learning_rate_is_the_scheduled_one(run_separate):
+    """T-PPO logs the warm-up's learning rate, as GRPO and token PPO do (it used to log the constant peak)."""
+    _, _, update, state0 = run_separate
+    _, metrics = _steps(update, state0, 4)
+    lr = CONFIG.learning_rate
+    np.testing.assert_allclose([float(m.learning_rate) for m in metrics], [lr / 3, 2 * lr / 3, lr, lr], rtol=1e-6)
 
 
 def test_separate_value_network_supplies_the_window_values_and_bootstrap(run_separate):

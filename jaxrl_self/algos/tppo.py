@@ -682,7 +682,7 @@ def make_train(config: Config, env: SequenceTask, env_params: Any = None, *, rew
             **{k: jnp.mean(v) for k, v in stats.items()},
             value_mean=rl.masked_mean(window.values, window.mask),
             advantage_mean=rl.masked_mean(advantages, window.mask),
-            learning_rate=jnp.asarray(config.learning_rate, jnp.float32),
+            learning_rate=lm.learning_rate_at(config, state.update_step),  # the scheduled rate (warm-up)
             reward=lm.mean_metrics(window.reward_metrics, done),
         )
         new_state = state.replace(params=params, opt_state=opt_state, rng=rng, update_step=state.update_step + 1,

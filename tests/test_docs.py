@@ -10,7 +10,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 # pages whose ```python blocks are executed top to bottom in one namespace
-EXECUTED_PAGES = ["custom-env.md"]
+EXECUTED_PAGES = ["custom-env.md", "lm-rl-layer.md"]
 
 
 def python_blocks(page: pathlib.Path) -> list[str]:

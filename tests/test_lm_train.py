@@ -23,8 +23,8 @@ from jaxrl_self.lm import base_models
 from jaxrl_self.run import pretrain as pretrain_driver
 from jaxrl_self.lm.evaluate import grade, held_out_problems, pass_at_k, summarize
 from jaxrl_self.lm.majority import majority_vote
-from jaxrl_self.lm.pretrain import (PretrainConfig, learning_rate_at, make_problem_sampler, make_sequences,
-                                    make_train, sequence_loss, token_nll)
+from jaxrl_self.lm.pretrain import (PretrainConfig, learning_rate_at, make_packed_sequences, make_problem_sampler,
+                                    make_sequences, make_train, sequence_loss, token_nll)
 from jaxrl_self.nets.transformer import TransformerConfig, apply, causal_mask, init_params
 
 TINY = TransformerConfig(num_layers=1, d_model=32, num_heads=2, d_ff=64, max_len=16, positional="learned")
@@ -294,7 +294,7 @@ def test_unknown_base_model_lists_available():
         lm.load_base_model("nope")
 
 
-@pytest.mark.parametrize("name", ["addition-base", "chain-base"])
+@pytest.mark.parametrize("name", ["addition-base", "addition-long", "chain-base"])
 def test_shipped_base_model_loads_and_matches_its_metadata(name, tmp_path, capsys):
     """Load, then re-measure greedy accuracy with ``jaxrl-self eval-lm`` on the metadata's check sets."""
     import json
@@ -318,6 +318,30 @@ def test_shipped_base_model_loads_and_matches_its_metadata(name, tmp_path, capsy
     # the promised profile: good at easy problems, much worse at the hardest evaluated
     easy, hard = check["greedy_accuracy"]["1"], check["greedy_accuracy"][str(max(check["difficulties"]))]
     assert easy > 0.85 and hard < easy - 0.3
+
+
+def test_packed_sequences_put_the_loss_on_every_solution():
+    """``problems_per_sequence=m``: m solved problems back to back (later ones without <bos>), the loss mask on
+    exactly their solution tokens; the sampler draws m problems per sequence; the model must hold them."""
+    task = envs.make("addition", max_digits=2)
+    problems = jax.vmap(task.sample_problem)(jax.random.split(jax.random.key(0), 6))
+    tokens, mask = jax.device_get(make_packed_sequences(problems, 3))
+    assert tokens.shape == (2, 1 + 3 * (task.prompt_len + task.solution_len - 1))
+    for b in range(2):
+        rows = [jax.tree.map(lambda x: np.asarray(x)[b * 3 + j], problems) for j in range(3)]
+        want = ["<bos>"] + [w for p in rows for w in
+                            (task.to_text(p.prompt).split()[1:] + task.to_text(p.solution).split())]
+        assert task.to_text(tokens[b]).split() == want
+        solutions = [w for p in rows for w in task.to_text(p.solution).split()]
+        assert task.to_text(np.where(mask[b], tokens[b], VOCAB.PAD)).split() == solutions
+    cfg = PretrainConfig(batch_size=4, problems_per_sequence=3,
+                         model=TransformerConfig(num_layers=1, d_model=16, num_heads=2, d_ff=32, max_len=43))
+    assert make_problem_sampler(cfg, task)(jax.random.key(1)).prompt.shape[0] == 12
+    cfg.validate(task)
+    with pytest.raises(ConfigError, match="max_len"):
+        cfg.replace(model=cfg.model.replace(max_len=42)).validate(task)
+    with pytest.raises(ConfigError, match="problems_per_sequence"):
+        cfg.replace(prompt_layout="padded").validate(task)
 
 
 # ============================================================================================ a tiny run, CLI

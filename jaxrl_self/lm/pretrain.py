@@ -65,6 +65,7 @@ __all__ = [
     "make_optimizer",
     "make_problem_sampler",
     "make_sequences",
+    "make_packed_sequences",
     "token_nll",
     "sequence_loss",
     "response_mask",
@@ -88,9 +89,18 @@ class PretrainConfig(SupervisedConfig):
     prompt_layout: str = _static("packed")
     """'packed' (the solution follows the prompt's last real token) or 'padded' (it follows the whole
     PAD-padded prompt); evaluation and RL must use the same layout"""
+    problems_per_sequence: int = _static(1)
+    """m > 1: every training sequence packs m solved problems back to back (<bos> q1 s1 q2 s2 ...; the loss on
+    every solution), so the model also answers questions that start later in its context and trains its
+    position table up to m problems long (see make_packed_sequences); generation still starts a context with one
+    question"""
     # -- data (traced)
     difficulty_weights: tuple[float, ...] = ()
     """relative weight of difficulty 1, 2, ... (digits, chain steps); empty = sample with the task's params"""
+
+    def sequence_len(self, task: SequenceTask) -> int:
+        """The longest training sequence on ``task``: ``1 + m (prompt_len + solution_len - 1)``."""
+        return 1 + self.problems_per_sequence * (task.prompt_len + task.solution_len - 1)
 
     def validate(self, task: SequenceTask | None = None) -> None:
         """Raise :class:`~jaxrl_self.core.ConfigError` naming the first bad field (traced values are skipped);
@@ -101,6 +111,11 @@ class PretrainConfig(SupervisedConfig):
             raise ConfigError(field, value, allowed, owner)
 
         self.validate_supervised(owner)
+        m = self.problems_per_sequence
+        if not isinstance(m, (int, np.integer)) or isinstance(m, bool) or m < 1:
+            fail("problems_per_sequence", m, "a positive int")
+        if m > 1 and self.prompt_layout != "packed":
+            fail("problems_per_sequence", m, "1 with prompt_layout='padded' (packing needs the packed layout)")
         if self.prompt_layout not in PROMPT_LAYOUTS:
             fail("prompt_layout", self.prompt_layout, f"one of {PROMPT_LAYOUTS}")
         weights = self.difficulty_weights
@@ -113,10 +128,10 @@ class PretrainConfig(SupervisedConfig):
                 fail("difficulty_weights", tuple(np.asarray(arr).tolist()),
                      "finite non-negative weights with a positive sum")
         if task is not None:
-            need = task.prompt_len + task.solution_len
+            need = self.sequence_len(task)
             if self.model.max_len < need:
-                fail("model.max_len", self.model.max_len,
-                     f">= prompt_len + solution_len = {task.prompt_len} + {task.solution_len} = {need} for {task!r}")
+                what = "prompt_len + solution_len" if m == 1 else f"{m} packed problems"
+                fail("model.max_len", self.model.max_len, f">= {what} = {need} for {task!r}")
             top = max_difficulty(task)
             if len(weights) > top:
                 fail("difficulty_weights", tuple(weights),
@@ -152,7 +167,8 @@ class Metrics:
 
 # ============================================================================================ data
 def make_problem_sampler(config: PretrainConfig, task: SequenceTask, task_params: Any = None):
-    """``sample(key) -> Problem [batch_size]``: fresh problems from the difficulty mixture (see module doc)."""
+    """``sample(key) -> Problem [batch_size * problems_per_sequence]``: fresh problems from the difficulty mixture
+    (see module doc)."""
     weights = config.difficulty_weights
     params = task.default_params if task_params is None else task_params
 
@@ -165,7 +181,7 @@ def make_problem_sampler(config: PretrainConfig, task: SequenceTask, task_params
         return task.sample_problem(k_p, difficulty_params(task, d))
 
     def sample(key: jax.Array) -> Problem:
-        return jax.vmap(one)(jax.random.split(key, config.batch_size))
+        return jax.vmap(one)(jax.random.split(key, config.batch_size * config.problems_per_sequence))
 
     return sample
 
@@ -182,6 +198,39 @@ def make_sequences(problems: Problem, layout: str, pad_id: int = VOCAB.PAD) -> t
     slen = prompt_lengths(problems.solution, "packed", pad_id)  # solutions never contain PAD before their end
     tokens = join_prompt_response(problems.prompt, plen, problems.solution, slen, pad_id)
     return tokens, plen, plen + slen
+
+
+def make_packed_sequences(problems: Problem, num_per_sequence: int, pad_id: int = VOCAB.PAD
+                          ) -> tuple[jax.Array, jax.Array]:
+    """``m = num_per_sequence`` solved problems per row, back to back, in the packed layout:
+    ``<bos> <q> .. </q> solution_1 <q> .. </q> solution_2 ...`` (each later problem without its ``<bos>``).
+
+    ``problems`` has ``B * m`` rows (row ``b * m + j`` is problem ``j`` of sequence ``b``). Returns ``(tokens
+    [B, T] int32, loss_mask [B, T] bool)`` with ``T = 1 + m (P + S - 1)``; ``loss_mask`` is True on the solution
+    tokens of every problem (what :func:`~jaxrl_self.lm.supervised.masked_sequence_loss` trains on).
+    """
+    m = int(num_per_sequence)
+    tokens, plen, length = make_sequences(problems, "packed", pad_id)
+    n, width = tokens.shape
+    B = n // m
+    T = 1 + m * (width - 1)
+    tokens, plen, length = (x.reshape((B, m) + x.shape[1:]) for x in (tokens, plen, length))
+    out = jnp.full((B, T), pad_id, jnp.int32)
+    mask = jnp.zeros((B, T), bool)
+    rows = jnp.arange(B)[:, None]
+    col = jnp.arange(width)[None, :]
+    offset = jnp.zeros((B,), jnp.int32)
+    for j in range(m):
+        skip = 0 if j == 0 else 1  # a later problem starts at its <q>: its <bos> is dropped
+        src = jnp.clip(col + skip, 0, width - 1)
+        piece = jnp.take_along_axis(tokens[:, j], src, axis=1)
+        n_piece = length[:, j] - skip
+        keep = col < n_piece[:, None]
+        dest = jnp.where(keep, offset[:, None] + col, T)  # index T is out of bounds: dropped
+        out = out.at[rows, dest].set(piece, mode="drop")
+        mask = mask.at[rows, dest].set(keep & (col >= (plen[:, j] - skip)[:, None]), mode="drop")
+        offset = offset + n_piece
+    return out, mask
 
 
 def sequence_loss(params: Params, tokens: jax.Array, prompt_len: jax.Array, length: jax.Array, *,
@@ -222,10 +271,14 @@ def make_train(config: PretrainConfig, task: SequenceTask, task_params: Any = No
         rng, k_batch = jax.random.split(state.rng)
         # 1. a fresh batch; 2. teacher-forcing sequences
         problems = sample(k_batch)
-        tokens, plen, length = make_sequences(problems, config.prompt_layout)
+        if config.problems_per_sequence == 1:
+            tokens, plen, length = make_sequences(problems, config.prompt_layout)
+            loss_mask = response_mask(tokens, plen, length)
+        else:
+            tokens, loss_mask = make_packed_sequences(problems, config.problems_per_sequence)
         # 3. loss on solution tokens, 4. AdamW (a non-finite loss keeps the last good parameters from then on)
-        params, opt_state, nonfinite, loss, stats, grad_norm = supervised_step(
-            state, tokens, response_mask(tokens, plen, length), model=model, tx=tx)
+        params, opt_state, nonfinite, loss, stats, grad_norm = supervised_step(state, tokens, loss_mask, model=model,
+                                                                               tx=tx)
         metrics = Metrics(loss=loss, token_accuracy=stats["token_accuracy"],
                           sequence_accuracy=stats["sequence_accuracy"],
                           learning_rate=learning_rate_at(config, state.update_step),

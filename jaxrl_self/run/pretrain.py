@@ -94,6 +94,23 @@ RECIPES: dict[str, BaseModelRecipe] = {
                     "with half as many 4-digit problems; stopped at the first check where 4-digit greedy accuracy "
                     "reaches 20% and 3-digit greedy accuracy 95%)",
     ),
+    "addition-long": BaseModelRecipe(
+        name="addition-long",
+        task="addition",
+        task_kwargs={"max_digits": 5},
+        config=PretrainConfig(
+            num_steps=12000, batch_size=64,
+            model=TransformerConfig(num_layers=2, d_model=96, num_heads=4, d_ff=384, max_len=96,
+                                    positional="rope"),
+            prompt_layout="packed", difficulty_weights=(1.0, 1.0, 1.0, 0.5), problems_per_sequence=4,
+            learning_rate=2e-3, warmup_steps=100),
+        stop=StopRule(difficulty=4, greedy_accuracy=0.2, every=100, require=((3, 0.95),)),
+        description=("addition-base's skills (good at 1-3 digits, partly right at 4, wrong at 5) with a 96-token "
+                     "context, the room the teacher-student contexts need (question + solution + explanation; a "
+                     "teacher's written problems): rotary positions and 4 solved problems packed per training "
+                     "sequence, so it answers a question wherever it starts in its context "
+                     "(benchmarks/length_generalisation.py)"),
+    ),
     "chain-base": BaseModelRecipe(
         name="chain-base",
         task="chain",

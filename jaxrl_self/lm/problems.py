@@ -86,10 +86,12 @@ class SetState:
 
 @struct.dataclass
 class Draw:
-    """One batch of problems: ``problems`` ``[num]`` leaves, ``valid [num]`` bool, ``stats`` scalar metrics."""
+    """One batch of problems: ``problems`` ``[num]`` leaves, ``valid [num]`` bool, ``index [num]`` int32 (each
+    problem's row in the set; -1 from the task's sampler), ``stats`` scalar metrics."""
 
     problems: Problem
     valid: jax.Array
+    index: jax.Array
     stats: dict
 
 
@@ -136,7 +138,8 @@ class TaskSource:
 
     def draw(self, state: None, key: jax.Array, num: int) -> tuple[None, Draw]:
         problems = sample_problems(key, self.task, self.task_params, num)
-        return state, Draw(problems=problems, valid=jnp.ones((num,), bool), stats={})
+        return state, Draw(problems=problems, valid=jnp.ones((num,), bool), index=jnp.full((num,), -1, jnp.int32),
+                           stats={})
 
 
 class SetSource:
@@ -160,7 +163,7 @@ class SetSource:
         idx, ok, passes = cycle_indices(state.key, state.drawn, num, state.data.valid, self.shuffle)
         problems = jax.tree.map(lambda x: x[idx], state.data.problems)
         stats = {"problem_pass": passes[0], "problems_valid": jnp.sum(state.data.valid, dtype=jnp.int32)}
-        return state.replace(drawn=state.drawn + num), Draw(problems=problems, valid=ok, stats=stats)
+        return state.replace(drawn=state.drawn + num), Draw(problems=problems, valid=ok, index=idx, stats=stats)
 
 
 def problem_source(task: SequenceTask, task_params: Any = None, problems: Optional[ProblemSet | Problem] = None,

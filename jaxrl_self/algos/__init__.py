@@ -28,6 +28,8 @@ ALGORITHMS: dict[str, str] = {
     "parallel_plr": "jaxrl_self.curricula.parallel_plr",
     "parallel_accel": "jaxrl_self.curricula.parallel_accel",
     "paired": "jaxrl_self.curricula.paired",
+    # self-improvement on the LM-RL layer
+    "ttrl": "jaxrl_self.teach.ttrl",
 }
 
 

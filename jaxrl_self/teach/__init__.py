@@ -1,0 +1,7 @@
+"""Self-improvement methods on the shared LM-RL layer (:mod:`jaxrl_self.lm`), one readable file per method:
+
+* :mod:`jaxrl_self.teach.ttrl`: test-time RL on unlabeled problems (majority vote, and its label-free
+  successors: novelty, self-certainty, semantic entropy; an answer-flip guard against collapse);
+* :mod:`jaxrl_self.teach.label_free`: the pure functions they share (votes, label-free rewards, the flip signal,
+  the ground-truth diagnostics), unit-tested on hand-made sample sets.
+"""

@@ -175,7 +175,7 @@ def make_batch(ro: Rollout, advantages: jax.Array, returns: jax.Array, normalize
                row_valid: jax.Array | None = None) -> Batch:
     """The learner's batch; ``normalize`` whitens the advantages over the response tokens of the batch;
     rows where ``row_valid`` (``[N]``, or ``[B]`` per problem) is False get an empty mask."""
-    mask = ro.mask if row_valid is None else ro.mask & jnp.repeat(row_valid, ro.mask.shape[0] // row_valid.shape[0])[:, None]
+    mask = lm.row_mask(ro.mask, row_valid)
     adv = rl.normalize_advantages(advantages, mask) if normalize else advantages
     return Batch(prompts=ro.prompts, prompt_len=ro.prompt_len, responses=ro.responses, mask=mask,
                  old_logp=ro.logp, old_values=ro.values, advantages=adv, returns=returns)

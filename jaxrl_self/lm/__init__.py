@@ -32,7 +32,7 @@ from jaxrl_self.lm.rewards import (GroupRewardFn, RewardFn, compute_rewards, gro
                                    is_labelled, labelled_reward, mean_metrics, score_each, verifier_reward)
 from jaxrl_self.lm.config import GroupConfig, LMRLConfig, Policy, load_policy, task_params_for
 from jaxrl_self.lm.learner import (Batch, Rollout, RunState, init_run_state, group_policy_loss, guard_nonfinite, learn, learning_rate_at,
-                                   make_batch, make_optimizer, policy_token_loss, reference_logp, rollout,
+                                   make_batch, make_optimizer, policy_token_loss, reference_logp, rollout, row_mask,
                                    select_groups, subset_index, take_groups)
 from jaxrl_self.lm.diagnostics import format_valid, make_eval, rollout_stats, verify
 from jaxrl_self.lm.supervised import SequenceDataset, SupervisedConfig, masked_sequence_loss
@@ -57,7 +57,7 @@ __all__ = [
     "labelled_reward", "mean_metrics", "score_each", "verifier_reward",
     "GroupConfig", "LMRLConfig", "Policy", "load_policy", "task_params_for",
     "Batch", "Rollout", "RunState", "init_run_state", "group_policy_loss", "guard_nonfinite", "learn", "learning_rate_at", "make_batch",
-    "make_optimizer", "policy_token_loss", "reference_logp", "rollout", "select_groups", "subset_index",
+    "make_optimizer", "policy_token_loss", "reference_logp", "rollout", "row_mask", "select_groups", "subset_index",
     "take_groups",
     "format_valid", "make_eval", "rollout_stats", "verify",
     # supervised training and base models

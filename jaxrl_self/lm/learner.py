@@ -34,7 +34,7 @@ from jaxrl_self.lm.scoring import score_response
 from jaxrl_self.nets.transformer import TransformerConfig
 from jaxrl_self.rl import group
 
-__all__ = ["RunState", "init_run_state", "Rollout", "Batch", "rollout", "subset_index", "select_groups", "take_groups", "make_batch",
+__all__ = ["RunState", "init_run_state", "Rollout", "Batch", "rollout", "subset_index", "select_groups", "take_groups", "make_batch", "row_mask",
            "reference_logp", "policy_token_loss", "group_policy_loss", "learn", "learning_rate_at",
            "make_optimizer", "guard_nonfinite"]
 
@@ -162,9 +162,7 @@ def make_batch(ro: Rollout, advantages: jax.Array, ref_logp: Optional[jax.Array]
     """The learner's batch from a rollout, per-response advantages ``[B, G]`` (or ``[N]``), the reference
     log-probs ``[N, R]`` (None: zeros, no KL term) and ``row_valid`` (``[N]``, or ``[B]`` per problem: rows
     that are not valid get an empty token mask, so they weigh nothing)."""
-    mask = ro.mask
-    if row_valid is not None:
-        mask = mask & jnp.repeat(row_valid, mask.shape[0] // row_valid.shape[0])[:, None]
+    mask = row_mask(ro.mask, row_valid)
     return Batch(
         prompts=ro.prompts,
         prompt_len=ro.prompt_len,
@@ -174,6 +172,14 @@ def make_batch(ro: Rollout, advantages: jax.Array, ref_logp: Optional[jax.Array]
         ref_logp=jnp.zeros_like(ro.logp) if ref_logp is None else ref_logp,
         advantage=advantages.reshape(-1).astype(jnp.float32),
     )
+
+
+def row_mask(mask: jax.Array, row_valid: Optional[jax.Array]) -> jax.Array:
+    """``mask [N, R]`` with the rows of invalid problems emptied; ``row_valid`` is ``[N]`` or ``[B]`` (one flag per
+    problem, repeated over its ``N // B`` responses); None keeps ``mask``."""
+    if row_valid is None:
+        return mask
+    return mask & jnp.repeat(row_valid, mask.shape[0] // row_valid.shape[0])[:, None]
 
 
 def reference_logp(ref_params: Any, model_config: TransformerConfig, ro: Rollout) -> jax.Array:

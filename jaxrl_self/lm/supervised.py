@@ -38,6 +38,7 @@ from flax import struct
 from jaxrl_self import rl
 from jaxrl_self.core.algorithm import Train, static_field as _static
 from jaxrl_self.core.errors import ConfigError
+from jaxrl_self.lm.config import check_numeric
 from jaxrl_self.lm.problems import cycle_indices
 from jaxrl_self.lm.scoring import join_prompt_response
 from jaxrl_self.nets.transformer import Params, TransformerConfig, apply, causal_mask
@@ -99,7 +100,7 @@ class SupervisedConfig:
                 raise ConfigError(name, v, "a positive int", owner)
         if not isinstance(self.model, TransformerConfig):
             raise ConfigError("model", self.model, "a TransformerConfig", owner)
-        numeric = {
+        check_numeric(self, owner, {
             "learning_rate": (lambda x: np.isfinite(x) & (x > 0), "a finite float > 0"),
             "warmup_steps": (lambda x: (x >= 0) & (x == np.round(x)), "an int >= 0"),
             "min_lr_ratio": (lambda x: (x >= 0) & (x <= 1), "a float in [0, 1]"),
@@ -108,13 +109,7 @@ class SupervisedConfig:
             "b2": (lambda x: (x >= 0) & (x < 1), "a float in [0, 1)"),
             "adam_eps": (lambda x: np.isfinite(x) & (x > 0), "a finite float > 0"),
             "max_grad_norm": (lambda x: x > 0, "a float > 0 (inf disables clipping)"),
-        }
-        for name, (ok, allowed) in numeric.items():
-            v = getattr(self, name)
-            if isinstance(v, jax.core.Tracer):
-                continue
-            if not np.all(ok(np.asarray(v, np.float64))):
-                raise ConfigError(name, v, allowed, owner)
+        })
 
     def validate(self, data: Optional["SequenceDataset"] = None) -> None:
         self.validate_supervised("SupervisedConfig")

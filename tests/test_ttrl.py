@@ -217,3 +217,21 @@ def test_cli_knows_ttrl(capsys):
     assert "--n-votes" in out and "--difficulty" in out and "--reward" in out and "--guard" in out
     assert main(["train", "ttrl", "--task", "addition", "--n-train", "99"]) == 2  # refused before compiling
     assert "n_train" in capsys.readouterr().err
+
+
+def test_confidence_filter_trains_only_on_confident_votes():
+    """min_majority_ratio: prompts whose majority holds fewer of the N votes are not trained on."""
+    all_prompts = jax.device_get(jax.jit(ttrl.make_train(CONFIG, TASK))(jax.random.key(1))[1])
+    state, m = jax.jit(ttrl.make_train(CONFIG.replace(min_majority_ratio=1.0), TASK))(jax.random.key(1))
+    m = jax.device_get(m)
+    np.testing.assert_array_equal(all_prompts.trained_prompts, 1.0)
+    # unanimous votes only: a strong model is unanimous on most 2-digit prompts, not on all
+    assert np.all(m.trained_prompts <= 1.0) and np.any(m.trained_prompts < 1.0) and np.any(m.trained_prompts > 0)
+    np.testing.assert_array_equal(m.reward_mean[0], all_prompts.reward_mean[0])  # same first batch, same votes
+
+
+def test_eval_is_at_the_test_sets_difficulty():
+    """``jaxrl-self eval`` passes the task's default parameters; TTRL evaluates at its test difficulty anyway."""
+    params = lm.load_base_model("addition-base")[0]
+    out = ttrl.make_eval(CONFIG, TASK)(params, jax.random.key(0), TASK.default_params, 8)
+    np.testing.assert_array_equal(out.difficulty, 2)

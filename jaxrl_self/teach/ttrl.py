@@ -28,7 +28,7 @@ One update (:func:`make_train`'s ``update``), top to bottom:
    resampling noise) and against the prompt's previous visit (TTRL-Guard's flip rate); ``guard="stop"`` stops
    learning when the departure signal fires, ``"minority"`` adds TTRL-Guard's minority-preservation bonus to the
    advantages of well-supported minority answers while the flip rate is high;
-6. **subset**: the first ``n_train`` samples of each group (as the reference code; ``train_subset="random"``:
+6. **subset**: (``min_majority_ratio > 0``: only the prompts whose vote is that confident) the first ``n_train`` samples of each group (as the reference code; ``train_subset="random"``:
    ``n_train`` at random); the group advantage (``advantage``, default GRPO) is computed among them;
 7. **learn**: the clipped policy loss with ``kl_coef`` × k3 KL to the base model (:func:`jaxrl_self.lm.learn`).
 
@@ -113,6 +113,9 @@ class Config(GroupConfig):
     """τ_fr: flip rate above which minority preservation switches on (off after 3 steps below)"""
     minority_strength: float = 0.3
     """β_max of the minority bonus β_t = β_max min(FR / τ_fr, 1)"""
+    min_majority_ratio: float = 0.0
+    """a confidence filter: prompts whose majority holds fewer than this share of the N votes are not trained on
+    (0 = train on every prompt); TTRL's pseudo-label is noise where the vote is split"""
 
     @property
     def batch_size(self) -> int:
@@ -138,7 +141,7 @@ class Config(GroupConfig):
                             batch_size=self.batch_size,
                             extra_numeric={"guard_ema": UNIT, "guard_margin": NON_NEGATIVE,
                                            "guard_min_steps": COUNT, "flip_threshold": POSITIVE,
-                                           "minority_strength": NON_NEGATIVE})
+                                           "minority_strength": NON_NEGATIVE, "min_majority_ratio": UNIT})
         if env is not None and not 1 <= self.difficulty <= max_difficulty(env):
             raise ConfigError("difficulty", self.difficulty, f"an int in [1, {max_difficulty(env)}] for {env!r}",
                               owner)
@@ -172,6 +175,7 @@ class Metrics:
     guard_fired: jax.Array  # bool: the departure signal has fired
     minority_on: jax.Array  # bool: minority preservation is on
     learning: jax.Array  # bool: this update changed the parameters
+    trained_prompts: jax.Array  # fraction of the batch's prompts trained on (the confidence filter)
     label_accuracy: jax.Array  # ground truth: majority == true answer (= maj@N); NaN without ground_truth_metrics
     reward_accuracy: jax.Array  # ground truth: fraction of samples whose pseudo-reward equals their true reward
     pass_at_1: jax.Array  # ground truth: mean correctness over the N samples
@@ -296,7 +300,8 @@ def make_train(config: Config, env: SequenceTask, env_params: Any = None, *, pro
             advantages = advantages + jnp.where(guard_metrics["minority_on"], bonus, 0.0)
         # 7. learn
         ref_logp = lm.reference_logp(state.ref_params, model_cfg, train_ro) if config.use_reference else None
-        batch = lm.make_batch(train_ro, advantages, ref_logp, row_valid=drawn.valid)
+        confident = votes.count >= config.min_majority_ratio * N  # the confidence filter (0: every prompt)
+        batch = lm.make_batch(train_ro, advantages, ref_logp, row_valid=drawn.valid & confident)
         params, opt_state, stats = lm.learn(k_learn, config, loss_fn, tx, state.params, state.opt_state, batch)
         params, opt_state, nonfinite = lm.guard_nonfinite(state, params, opt_state, stats["loss"])
         learning = nonfinite < 0
@@ -323,7 +328,7 @@ def make_train(config: Config, env: SequenceTask, env_params: Any = None, *, pro
             response_length=jnp.mean(ro.response_len.astype(jnp.float32)),
             **{k: guard_metrics[k] for k in ("departure", "departure_ema", "base_noise", "flip_rate", "flip_ema",
                                              "guard_fired", "minority_on")},
-            learning=learning, label_accuracy=diag["label_accuracy"], reward_accuracy=diag["reward_accuracy"],
+            learning=learning, trained_prompts=jnp.mean(confident.astype(jnp.float32)), label_accuracy=diag["label_accuracy"], reward_accuracy=diag["reward_accuracy"],
             pass_at_1=diag["pass_at_1"], pass_at_n=diag["pass_at_n"],
             **{k: jnp.mean(v) for k, v in stats.items()},
             learning_rate=lm.learning_rate_at(config, state.update_step),
@@ -345,6 +350,15 @@ def _minority(votes: lf.Vote, valid: jax.Array, take: jax.Array, advantages: jax
 
 def make_eval(config: Config, env: SequenceTask, env_params: Any = None, *,
               model_config: TransformerConfig | None = None, greedy: bool = True):
-    """Accuracy on fresh problems of the test set's difficulty (:func:`jaxrl_self.lm.make_eval`)."""
-    params = difficulty_params(env, config.difficulty) if env_params is None else env_params
-    return lm.make_eval(config, env, params, model_config=model_config, greedy=greedy)
+    """Accuracy on fresh problems of the test set's difficulty (:func:`jaxrl_self.lm.make_eval`). ``jaxrl-self
+    eval`` passes the task's default parameters, which would mix every difficulty; the test set's difficulty
+    always applies."""
+    del env_params
+    inner = lm.make_eval(config, env, difficulty_params(env, config.difficulty), model_config=model_config,
+                         greedy=greedy)
+
+    def evaluate(params, key, env_params=None, num_episodes: int = 256, temperature: float = 1.0):
+        del env_params
+        return inner(params, key, None, num_episodes, temperature)
+
+    return evaluate

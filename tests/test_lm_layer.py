@@ -225,7 +225,8 @@ def test_supervised_loss_on_exactly_the_masked_tokens():
                                rtol=1e-6)
     # the prompt/response form puts the loss on the response tokens only
     data = lm.SequenceDataset.from_responses(jnp.asarray(tokens[:, :4]), jnp.array([4, 2, 3]),
-                                             jnp.asarray(tokens[:, 4:8]), jnp.arange(4)[None, :] < jnp.array([[4], [1], [0]]))
+                                             jnp.asarray(tokens[:, 4:8]),
+                                             jnp.arange(4)[None, :] < jnp.array([[4], [1], [0]]))
     np.testing.assert_array_equal(np.asarray(data.loss_mask).sum(1), [4, 1, 0])
     assert np.asarray(data.loss_mask)[1].tolist() == [False, False, True] + [False] * 5
 

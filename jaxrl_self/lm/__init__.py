@@ -21,7 +21,7 @@ from jaxrl_self.lm.generate import (
     reset_slots,
 )
 from jaxrl_self.lm.sampling import SamplingConfig, entropy_from_logits, sample_token, token_logprobs
-from jaxrl_self.lm.scoring import ScoreOutput, join_prompt_response, score, score_response
+from jaxrl_self.lm.scoring import ScoreOutput, concat_segments, join_prompt_response, score, score_response
 from jaxrl_self.lm.majority import MajorityVote, majority_vote
 from jaxrl_self.lm.evaluate import (EvalConfig, EvalResult, EvalStats, Graded, difficulty_params, grade,
                                     held_out_problems, make_evaluate, max_difficulty, pass_at_k, prompt_lengths,
@@ -31,7 +31,8 @@ from jaxrl_self.lm.problems import (Draw, ProblemSet, PromptSide, SetSource, Set
 from jaxrl_self.lm.rewards import (GroupRewardFn, RewardFn, compute_rewards, group_reward, is_group_reward,
                                    is_labelled, labelled_reward, mean_metrics, score_each, verifier_reward)
 from jaxrl_self.lm.config import GroupConfig, LMRLConfig, Policy, load_policy, task_params_for
-from jaxrl_self.lm.learner import (Batch, Rollout, RunState, init_run_state, group_policy_loss, guard_nonfinite, learn, learning_rate_at,
+from jaxrl_self.lm.learner import (Batch, Rollout, RunState, init_run_state, group_policy_loss, guard_nonfinite,
+                                   learn, learning_rate_at,
                                    make_batch, make_optimizer, policy_token_loss, reference_logp, rollout, row_mask,
                                    select_groups, subset_index, take_groups)
 from jaxrl_self.lm.diagnostics import format_valid, make_eval, rollout_stats, verify
@@ -46,7 +47,7 @@ __all__ = [
     "DecodeOutput", "DecodeState", "decode", "generate", "init_decode_state", "prefill", "refresh_cache",
     "reset_slots",
     "SamplingConfig", "entropy_from_logits", "sample_token", "token_logprobs",
-    "ScoreOutput", "join_prompt_response", "score", "score_response",
+    "ScoreOutput", "concat_segments", "join_prompt_response", "score", "score_response",
     "MajorityVote", "majority_vote",
     "EvalConfig", "EvalResult", "EvalStats", "Graded", "difficulty_params", "grade", "held_out_problems",
     "make_evaluate", "max_difficulty", "pass_at_k", "prompt_lengths", "summarize",
@@ -56,7 +57,8 @@ __all__ = [
     "GroupRewardFn", "RewardFn", "compute_rewards", "group_reward", "is_group_reward", "is_labelled",
     "labelled_reward", "mean_metrics", "score_each", "verifier_reward",
     "GroupConfig", "LMRLConfig", "Policy", "load_policy", "task_params_for",
-    "Batch", "Rollout", "RunState", "init_run_state", "group_policy_loss", "guard_nonfinite", "learn", "learning_rate_at", "make_batch",
+    "Batch", "Rollout", "RunState", "init_run_state", "group_policy_loss", "guard_nonfinite", "learn",
+    "learning_rate_at", "make_batch",
     "make_optimizer", "policy_token_loss", "reference_logp", "rollout", "row_mask", "select_groups", "subset_index",
     "take_groups",
     "format_valid", "make_eval", "rollout_stats", "verify",

@@ -105,7 +105,8 @@ class LMRLConfig:
                         flags: tuple[str, ...] = (), default_task: str = "addition") -> None:
         """Raise :class:`~jaxrl_self.core.ConfigError` naming the first bad shared field (traced values are
         skipped). ``sizes``: the method's own positive-integer fields; ``batch_size``: what ``num_minibatches``
-        must divide (``batch_name`` says what it is); ``flags``: its bool fields; ``extra_numeric``: ``{field: (ok(x), allowed)}`` for its
+        must divide (``batch_name`` says what it is); ``flags``: its bool fields; ``extra_numeric``:
+        ``{field: (ok(x), allowed)}`` for its
         numbers. With ``env`` the task, difficulty range and model lengths are checked too."""
 
         def fail(field, value, allowed):

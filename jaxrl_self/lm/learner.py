@@ -34,7 +34,8 @@ from jaxrl_self.lm.scoring import score_response
 from jaxrl_self.nets.transformer import TransformerConfig
 from jaxrl_self.rl import group
 
-__all__ = ["RunState", "init_run_state", "Rollout", "Batch", "rollout", "subset_index", "select_groups", "take_groups", "make_batch", "row_mask",
+__all__ = ["RunState", "init_run_state", "Rollout", "Batch", "rollout", "subset_index", "select_groups", "take_groups",
+           "make_batch", "row_mask",
            "reference_logp", "policy_token_loss", "group_policy_loss", "learn", "learning_rate_at",
            "make_optimizer", "guard_nonfinite"]
 

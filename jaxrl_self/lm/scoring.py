@@ -12,7 +12,7 @@ Index 0 has no predecessor and is always 0 / masked out.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +23,7 @@ from jaxrl_self.core.sequence import VOCAB
 from jaxrl_self.lm.sampling import entropy_from_logits, token_logprobs
 from jaxrl_self.nets.transformer import Params, TransformerConfig, apply, causal_mask
 
-__all__ = ["ScoreOutput", "score", "score_response", "join_prompt_response"]
+__all__ = ["ScoreOutput", "score", "score_response", "join_prompt_response", "concat_segments"]
 
 
 @struct.dataclass
@@ -49,7 +49,7 @@ def _shift_right(x: jax.Array) -> jax.Array:
 
 
 def score(params: Params, tokens: jax.Array, prompt_len: jax.Array, length: Optional[jax.Array] = None, *,
-          config: TransformerConfig, with_entropy: bool = False) -> ScoreOutput:
+          config: TransformerConfig, with_entropy: bool = False, temperature: Any = None) -> ScoreOutput:
     """Score right-padded sequences ``prompt ++ response ++ PAD...`` in one causal forward pass.
 
     Args:
@@ -59,6 +59,8 @@ def score(params: Params, tokens: jax.Array, prompt_len: jax.Array, length: Opti
         length: ``[B]`` int total length; default ``T`` (no padding).
         config: the model config. ``T <= config.max_len``.
         with_entropy: also return per-token entropies.
+        temperature: score under ``softmax(logits / temperature)`` (None: the untempered policy, the default;
+            RLT scores its student at 0.7).
 
     Returns:
         :class:`ScoreOutput` with ``mask[b, t] = prompt_len[b] <= t < length[b]``.
@@ -68,6 +70,8 @@ def score(params: Params, tokens: jax.Array, prompt_len: jax.Array, length: Opti
         raise ConfigError("tokens.shape[1]", T, f"<= max_len={config.max_len}", "score")
     positions = jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T))
     logits, values, _ = apply(params, tokens, positions, causal_mask(T), config=config)
+    if temperature is not None:
+        logits = logits / jnp.asarray(temperature, logits.dtype)
     idx = jnp.arange(T)[None, :]
     length = jnp.full((B,), T, jnp.int32) if length is None else length
     mask = (idx >= prompt_len[:, None]) & (idx < length[:, None])
@@ -75,6 +79,28 @@ def score(params: Params, tokens: jax.Array, prompt_len: jax.Array, length: Opti
     entropy = jnp.where(mask, _shift_right(entropy_from_logits(logits)), 0.0) if with_entropy else None
     values = None if values is None else jnp.where(mask, _shift_right(values), 0.0)
     return ScoreOutput(logp=logp, entropy=entropy, values=values, mask=mask)
+
+
+def concat_segments(segments: list[tuple[jax.Array, jax.Array]], pad_id: int = VOCAB.PAD
+                    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Concatenate per-row segments without gaps: ``segments`` is a list of ``(tokens [B, L_i], length [B])``
+    (the first ``length`` tokens of each row are used). Returns ``(tokens [B, sum L_i] int32, starts [B, k]
+    int32, total [B] int32)``: segment ``i`` of row ``b`` occupies ``[starts[b, i], starts[b, i] + length_i[b])``,
+    PAD after ``total``. Token positions are exact (no re-tokenisation), so spans can be scored directly."""
+    B = segments[0][0].shape[0]
+    width = sum(int(t.shape[1]) for t, _ in segments)
+    out = jnp.full((B, width), pad_id, jnp.int32)
+    rows = jnp.arange(B)[:, None]
+    offset = jnp.zeros((B,), jnp.int32)
+    starts = []
+    for tokens, length in segments:
+        col = jnp.arange(tokens.shape[1])[None, :]
+        length = jnp.asarray(length, jnp.int32)
+        dest = jnp.where(col < length[:, None], offset[:, None] + col, width)  # width: out of bounds, dropped
+        out = out.at[rows, dest].set(jnp.asarray(tokens, jnp.int32), mode="drop")
+        starts.append(offset)
+        offset = offset + length
+    return out, jnp.stack(starts, axis=1), offset
 
 
 def join_prompt_response(prompts: jax.Array, prompt_len: jax.Array, responses: jax.Array,

@@ -35,7 +35,7 @@ import tyro
 
 __all__ = ["main"]
 
-USAGE = """usage: jaxrl-self {train,sweep,eval,plot,list,pretrain,eval-lm} ...
+USAGE = """usage: jaxrl-self {train,sweep,eval,plot,list,pretrain,eval-lm,distill} ...
 
   train ALGO [--env NAME] [config flags] [--seeds N] [--chunks K | --checkpoint-every U] [--run-dir DIR] [--resume]
   sweep ALGO [--env NAME] [--FIELD v1,v2,...]... [--seeds N] [--out-dir DIR]
@@ -44,6 +44,7 @@ USAGE = """usage: jaxrl-self {train,sweep,eval,plot,list,pretrain,eval-lm} ...
   list  algorithms and environments
   pretrain [--recipe NAME] [--task NAME] [--task-kwargs K=V ...] [config flags] [--out STEM] [--run-dir DIR]
   eval-lm MODEL [--task NAME] [--difficulties 1 2 3] [--problems N] [--samples K] [--temperature T]
+  distill RUN_DIR [--problems N] [--steps S] [--out STEM]     a student from an RLT teacher's run
 
 'jaxrl-self COMMAND --help' (e.g. 'jaxrl-self train ppo --help') shows every flag.
 """
@@ -492,8 +493,46 @@ def cmd_eval_lm(argv: Sequence[str]) -> int:
     return 0
 
 
+@dataclasses.dataclass(frozen=True)
+class DistillArgs:
+    """Distil a fresh student from an RLT teacher's run folder: explanations of fresh problems, supervised training
+    of a fresh copy of the base model on (question, explanation, solution), held-out accuracy, the model saved."""
+
+    run_dir: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="RUN_DIR")]
+    """a 'jaxrl-self train rlt' run folder (its newest checkpoint holds the teacher)"""
+    problems: int = 1024
+    """problems the teacher explains (the distillation set)"""
+    steps: int = 300
+    """supervised steps of the student"""
+    batch_size: int = 64
+    """sequences per step"""
+    learning_rate: float = 5e-4
+    """peak AdamW learning rate"""
+    seed_index: int = 0
+    """which seed's teacher of the run"""
+    out: str | None = None
+    """where to save the student (STEM.msgpack + STEM.json; default RUN_DIR/student)"""
+
+
+def cmd_distill(argv: Sequence[str]) -> int:
+    from jaxrl_self.run.distill import distill_run
+
+    args = _parse(DistillArgs, argv, "jaxrl-self distill", DistillArgs.__doc__ or "")
+    out = Path(args.out) if args.out else Path(args.run_dir) / "student"
+    summary = distill_run(args.run_dir, num_problems=args.problems, steps=args.steps, batch_size=args.batch_size,
+                          learning_rate=args.learning_rate, seed_index=args.seed_index, out=out)
+    print(f"teacher: {summary['teacher_run']} (checkpoint step {summary['checkpoint_step']}, seed index "
+          f"{summary['seed_index']}), {summary['num_problems']} explanations, {summary['well_formed']:.0%} well formed")
+    for line in summary["sample"]:
+        print(f"  {line}")
+    acc = ", ".join(f"{d} digits {a:.3f}" for d, a in summary["greedy_accuracy"].items())
+    print(f"student: {summary['steps']} steps, final loss {summary['final_loss']:.4f}; held-out greedy accuracy {acc}")
+    print(f"saved:   {summary['out']} (--base-model {out} starts any LM method from it)")
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "eval": cmd_eval, "plot": cmd_plot, "list": cmd_list,
-            "pretrain": cmd_pretrain, "eval-lm": cmd_eval_lm}
+            "pretrain": cmd_pretrain, "eval-lm": cmd_eval_lm, "distill": cmd_distill}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

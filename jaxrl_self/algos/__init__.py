@@ -30,6 +30,7 @@ ALGORITHMS: dict[str, str] = {
     "paired": "jaxrl_self.curricula.paired",
     # self-improvement on the LM-RL layer
     "ttrl": "jaxrl_self.teach.ttrl",
+    "rlt": "jaxrl_self.teach.rlt",
 }
 
 

@@ -9,7 +9,6 @@ any LM method from it.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,7 @@ import jax
 import numpy as np
 
 from jaxrl_self.core.errors import ConfigError
-from jaxrl_self.run.checkpoint import Checkpointer, config_from_dict
-from jaxrl_self.run.runner import seed_keys
+from jaxrl_self.run.runner import restore_run
 
 __all__ = ["distill_run"]
 
@@ -28,28 +26,16 @@ def distill_run(run_dir: str | Path, *, num_problems: int = 1024, steps: int = 3
                 eval_problems: int = 256) -> dict[str, Any]:
     """Distil a student from the teacher in ``run_dir`` (see the module docstring); returns a summary (also
     stored in the saved model's metadata)."""
-    from jaxrl_self import envs, lm
+    from jaxrl_self import lm
     from jaxrl_self.teach import rlt
 
-    run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.exists():
-        raise FileNotFoundError(f"{cfg_path} not found: is {run_dir} a run folder?")
-    desc = json.loads(cfg_path.read_text())
-    if desc.get("algo") != "rlt":
-        raise ConfigError("run_dir", str(run_dir), f"an RLT run folder (this one ran {desc.get('algo')!r})",
-                          "distill")
-    if not 0 <= seed_index < int(desc["num_seeds"]):
-        raise ConfigError("seed_index", seed_index, f"an int in [0, {int(desc['num_seeds']) - 1}]", "distill")
     for name, value in (("num_problems", num_problems), ("steps", steps), ("batch_size", batch_size)):
         if not isinstance(value, int) or value < 1:
             raise ConfigError(name, value, "a positive integer", "distill")
-    config = config_from_dict(rlt.Config, desc["config"])
-    task = envs.make(desc["env"], **desc.get("env_kwargs", {}))
-    train = rlt.make_train(config, task)
-    abstract = jax.eval_shape(jax.vmap(train.init), seed_keys(int(desc["seed"]), int(desc["num_seeds"])))
-    with Checkpointer(run_dir / "checkpoints") as ckpt:
-        step, states, _ = ckpt.restore(abstract)
+    run = restore_run(run_dir, algo="rlt", owner="distill")
+    desc, config, task, states, step = run.description, run.config, run.env, run.states, run.step
+    if not 0 <= seed_index < int(desc["num_seeds"]):
+        raise ConfigError("seed_index", seed_index, f"an int in [0, {int(desc['num_seeds']) - 1}]", "distill")
     teacher = jax.tree.map(lambda x: x[seed_index], states.params)
     policy = lm.load_policy(config, task, context=config.context_len(task))
     key = jax.random.key(seed)
@@ -69,7 +55,7 @@ def distill_run(run_dir: str | Path, *, num_problems: int = 1024, steps: int = 3
         res = jax.jit(lambda p: evaluate(p, jax.random.key(1), lm.held_out_problems(task, (k,), eval_problems)))(
             state.params)
         accuracy[str(k)] = float(res.overall.greedy_accuracy)
-    summary = {"teacher_run": str(run_dir), "checkpoint_step": int(step), "seed_index": seed_index,
+    summary = {"teacher_run": str(run_dir), "checkpoint_step": step, "seed_index": seed_index,
                "num_problems": num_problems, "well_formed": float(np.mean(np.asarray(ok))), "steps": steps,
                "final_loss": float(np.asarray(metrics.loss)[-1]), "greedy_accuracy": accuracy,
                "sample": [f"{task.to_text(problems.prompt[i])} {task.to_text(expl[i][:int(length[i])])}"

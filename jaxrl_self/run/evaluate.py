@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
-import json
 import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -38,9 +37,8 @@ from flax import struct
 
 from jaxrl_self.core.environment import Environment, LevelEnv
 from jaxrl_self.core.errors import ConfigError
-from jaxrl_self.run.checkpoint import Checkpointer, config_from_dict
 from jaxrl_self.run.metrics import write_json
-from jaxrl_self.run.runner import load_algorithm, seed_keys
+from jaxrl_self.run.runner import restore_run, seed_keys
 from jaxrl_self.run.stats import mean_ci
 
 __all__ = ["LevelInParams", "LevelParams", "named_levels_for", "evaluate_run", "EvalReport"]
@@ -178,20 +176,11 @@ def evaluate_run(run_dir: str | Path, *, env: str | None = None, num_episodes: i
     from jaxrl_self import envs
 
     run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.exists():
-        raise FileNotFoundError(f"{cfg_path} not found: is {run_dir} a run folder?")
-    desc = json.loads(cfg_path.read_text())
-    module = load_algorithm(desc.get("algo_module") or desc["algo"])
+    run = restore_run(run_dir, step=step, owner="eval")
+    desc, module, config, train_env, ckpt_step, states = (run.description, run.module, run.config, run.env,
+                                                          run.step, run.states)
     if not hasattr(module, "make_eval"):
         raise AttributeError(f"algorithm {desc['algo']!r} has no make_eval")
-    config = config_from_dict(module.Config, desc["config"])
-    train_env = envs.make(desc["env"], **desc.get("env_kwargs", {}))
-    train = module.make_train(config, train_env)
-    keys = seed_keys(int(desc["seed"]), int(desc["num_seeds"]))
-    abstract = jax.eval_shape(jax.vmap(train.init), keys)
-    with Checkpointer(run_dir / "checkpoints") as ckpt:
-        ckpt_step, states, _ = ckpt.restore(abstract, step=step)
 
     env_name = env or desc["env"]
     eval_env = train_env if env is None else envs.make(env)

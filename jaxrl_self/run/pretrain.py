@@ -31,9 +31,9 @@ from jaxrl_self.lm.base_models import (CHECK_PROBLEMS, default_eval_difficulties
 from jaxrl_self.lm.evaluate import HELD_OUT_SEED, EvalConfig, held_out_problems, make_evaluate, max_difficulty
 from jaxrl_self.lm.pretrain import PretrainConfig
 from jaxrl_self.nets.transformer import Params, TransformerConfig
-from jaxrl_self.run.checkpoint import Checkpointer, config_from_dict, config_to_dict
+from jaxrl_self.run.checkpoint import config_to_dict
 from jaxrl_self.run.metrics import flatten_metrics
-from jaxrl_self.run.runner import RunOptions, run_training, seed_keys
+from jaxrl_self.run.runner import RunOptions, restore_run, run_training, seed_keys
 from jaxrl_self.run.stats import final_value
 
 __all__ = ["VALIDATION_SEED", "StopRule", "BaseModelRecipe", "RECIPES", "load_model_or_run", "pretrain_and_export"]
@@ -142,27 +142,12 @@ def load_model_or_run(ref: str | os.PathLike, step: int | None = None
 
 
 def _load_run_checkpoint(run_dir: Path, step: int | None) -> tuple[Params, TransformerConfig, dict[str, Any]]:
-    from jaxrl_self import envs
-    from jaxrl_self.lm.pretrain import make_train
-
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.exists():
-        raise FileNotFoundError(f"{run_dir} has no config.json (not a run folder)")
-    desc = json.loads(cfg_path.read_text())
-    if desc.get("algo") != "pretrain":
-        raise ConfigError("run_dir", str(run_dir), f"a pretrain run folder (this one ran {desc.get('algo')!r})",
-                          "load_model_or_run")
-    config = config_from_dict(PretrainConfig, desc["config"])
-    task_kwargs = dict(desc.get("env_kwargs") or {})
-    task = envs.make(desc["env"], **task_kwargs)
-    train = make_train(config, task)
-    abstract = jax.eval_shape(jax.vmap(train.init), seed_keys(int(desc.get("seed", 0)), int(desc.get("num_seeds", 1))))
-    with Checkpointer(run_dir / "checkpoints", keep=1) as ckpt:
-        restored_step, states, _ = ckpt.restore(abstract, step)
-    params = jax.tree.map(lambda x: x[0], states.params)
-    meta = {"name": run_dir.name, "task": {"name": desc["env"], "kwargs": task_kwargs, "repr": repr(task)},
-            "prompt_layout": config.prompt_layout, "pretrain_config": desc["config"],
-            "checkpoint_step": int(restored_step)}
+    run = restore_run(run_dir, algo="pretrain", step=step, owner="load_model_or_run")
+    desc, config = run.description, run.config
+    params = jax.tree.map(lambda x: x[0], run.states.params)
+    meta = {"name": run_dir.name, "task": {"name": desc["env"], "kwargs": dict(desc.get("env_kwargs") or {}),
+                                            "repr": repr(run.env)},
+            "prompt_layout": config.prompt_layout, "pretrain_config": desc["config"], "checkpoint_step": run.step}
     return params, config.model, meta
 
 

@@ -83,6 +83,8 @@ __all__ = [
     "run_description",
     "algorithm_registry",
     "default_env_kwargs",
+    "RestoredRun",
+    "restore_run",
 ]
 
 PROGRESS_FIELDS = ("env_steps", "episode_return", "episode_return_valid")
@@ -653,6 +655,48 @@ def default_run_dir(runs_root: str | os.PathLike, algo: str, env: str) -> Path:
     while path.exists():
         path, i = base.with_name(f"{base.name}-{i}"), i + 1
     return path
+
+
+@dataclasses.dataclass
+class RestoredRun:
+    """What :func:`restore_run` rebuilt from a run folder: its description, algorithm module, config, environment,
+    training run, the checkpoint step and the batched ``RunState`` (leading axis: seeds)."""
+
+    description: dict[str, Any]
+    module: ModuleType
+    config: Any
+    env: Any
+    train: Train
+    step: int
+    states: Any
+
+
+def restore_run(run_dir: str | os.PathLike, *, algo: str | None = None, step: int | None = None,
+                owner: str = "run") -> RestoredRun:
+    """Rebuild a run from its folder's ``config.json`` and restore its newest checkpoint (or ``step``).
+
+    ``algo``: the run must have been made by this algorithm (a :class:`~jaxrl_self.core.ConfigError` naming
+    ``run_dir`` otherwise). Raises ``FileNotFoundError`` for a folder that is not a run folder.
+    """
+    from jaxrl_self import envs
+    from jaxrl_self.run.checkpoint import config_from_dict
+
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"{cfg_path} not found: is {run_dir} a run folder?")
+    desc = json.loads(cfg_path.read_text())
+    if algo is not None and desc.get("algo") != algo:
+        raise ConfigError("run_dir", str(run_dir), f"a {algo} run folder (this one ran {desc.get('algo')!r})", owner)
+    module = load_algorithm(desc.get("algo_module") or desc["algo"])
+    config = config_from_dict(module.Config, desc["config"])
+    env = envs.make(desc["env"], **dict(desc.get("env_kwargs") or {}))
+    train = module.make_train(config, env)
+    abstract = jax.eval_shape(jax.vmap(train.init), seed_keys(int(desc.get("seed", 0)), int(desc.get("num_seeds", 1))))
+    with Checkpointer(run_dir / "checkpoints", keep=1) as ckpt:
+        restored_step, states, _ = ckpt.restore(abstract, step)
+    return RestoredRun(description=desc, module=module, config=config, env=env, train=train,
+                       step=int(restored_step), states=states)
 
 
 def default_env_kwargs(config: Any, env: str) -> dict[str, Any] | None:

@@ -59,6 +59,16 @@ def _field_names(cls: type) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
 
+def _nested_clash(config_cls: type) -> bool:
+    """Does ``config_cls`` hold a nested config whose field names clash with its own (flat flags would collide)?"""
+    own = _field_names(config_cls)
+    for f in dataclasses.fields(config_cls):
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(default) and own & _field_names(type(default)):
+            return True
+    return False
+
+
 def _command_class(name: str, config_cls: type, extra: type, default_env: str = "cartpole") -> type:
     """A dataclass ``(env, config, extra)`` whose nested fields become flat flags (no ``--config.`` prefix).
 
@@ -69,6 +79,8 @@ def _command_class(name: str, config_cls: type, extra: type, default_env: str = 
     omit = tyro.conf.OmitArgPrefixes
     extra_type = Annotated[extra, omit] if not clash else extra  # keep prefixes if names would collide
     config_type = Annotated[config_cls, omit] if "env" not in _field_names(config_cls) else config_cls
+    if _nested_clash(config_cls):  # a config holding another of the same fields (SOAR's student): keep its prefix
+        config_type = Annotated[config_cls, tyro.conf.arg(name="")]  # --learning-rate, --student.learning-rate
     return dataclasses.make_dataclass(name, [
         ("env", Annotated[str, tyro.conf.arg(aliases=("--task",),
                                              help="environment or token task name (see 'jaxrl-self list')")],

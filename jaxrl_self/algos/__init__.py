@@ -31,6 +31,7 @@ ALGORITHMS: dict[str, str] = {
     # self-improvement on the LM-RL layer
     "ttrl": "jaxrl_self.teach.ttrl",
     "rlt": "jaxrl_self.teach.rlt",
+    "soar": "jaxrl_self.teach.soar",
 }
 
 

@@ -45,7 +45,7 @@ from jaxrl_self.nets.transformer import Params, TransformerConfig, apply, causal
 from jaxrl_self.nets.transformer import init_params as init_model_params
 
 __all__ = ["SupervisedConfig", "SequenceDataset", "RunState", "Metrics", "learning_rate_at", "make_optimizer",
-           "token_nll", "masked_sequence_loss", "supervised_step", "make_train"]
+           "token_nll", "masked_sequence_loss", "supervised_step", "fine_tune", "make_train"]
 
 NAME = "supervised"
 
@@ -234,6 +234,33 @@ def supervised_step(state: Any, tokens: jax.Array, loss_mask: jax.Array, *, mode
         state.nonfinite_update, state.update_step, jnp.isfinite(loss) & rl.all_finite(params),
         (params, opt_state), (state.params, state.opt_state))
     return params, opt_state, nonfinite, loss, stats, optax.tree.norm(grads)
+
+
+def fine_tune(key: jax.Array, params: Params, steps: int, config: SupervisedConfig, make_batch) -> Params:
+    """``steps`` guarded AdamW steps (:func:`make_optimizer` of ``config``, :func:`supervised_step`) from
+    ``params`` on fresh batches ``make_batch(key) -> (tokens [B, T], loss_mask [B, T])``, one ``lax.scan``;
+    ``steps = 0`` returns ``params``. The warm-ups of the teachers (RLT's reader and format warm-up, SOAR's
+    problem-writing warm-up) inside their ``init``."""
+    if steps == 0:
+        return params
+    tx = make_optimizer(config)
+
+    def step(s, k):
+        tokens, mask = make_batch(k)
+        p, o, bad, *_ = supervised_step(s, tokens, mask, model=config.model, tx=tx)
+        return s.replace(params=p, opt_state=o, update_step=s.update_step + 1, nonfinite_update=bad), None
+
+    s0 = _StepState(params, tx.init(params), jnp.zeros((), jnp.int32), jnp.full((), -1, jnp.int32))
+    s, _ = jax.lax.scan(step, s0, jax.random.split(key, steps))
+    return s.params
+
+
+@struct.dataclass
+class _StepState:
+    params: Params
+    opt_state: Any
+    update_step: jax.Array
+    nonfinite_update: jax.Array
 
 
 # ============================================================================================ the run

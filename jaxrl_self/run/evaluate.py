@@ -227,7 +227,10 @@ def evaluate_run(run_dir: str | Path, *, env: str | None = None, num_episodes: i
     stats = obs_stats if pass_obs_stats else jnp.zeros(int(desc["num_seeds"]))
     over_seeds = jax.vmap(one, in_axes=(0, 0, None, 0))
     over_levels = jax.vmap(over_seeds, in_axes=(None, None, 0, None))
-    returns = np.asarray(jax.jit(over_levels)(states.params, eval_keys, params_batch, stats))  # (L, S, E)
+    # the parameters to evaluate: the module's eval_params(state) where it has one (SOAR: the promoted student, not
+    # the teacher the state's params are), else state.params
+    policy = module.eval_params(states) if hasattr(module, "eval_params") else states.params
+    returns = np.asarray(jax.jit(over_levels)(policy, eval_keys, params_batch, stats))  # (L, S, E)
     report = EvalReport(run_dir, env_name, int(ckpt_step), num_episodes, names,
                         returns.mean(-1), (returns > 0).mean(-1), named_levels=bool(named))
     if write:

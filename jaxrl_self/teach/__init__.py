@@ -6,5 +6,7 @@
   the ground-truth diagnostics), unit-tested on hand-made sample sets;
 * :mod:`jaxrl_self.teach.rlt`: reinforcement-learned teachers (a teacher shown the solution writes explanations,
   paid by how well a frozen student understands them), and distillation of fresh students from them;
-* :mod:`jaxrl_self.teach.explain`: RLT's contexts, spans, explanation parser and reward, as pure functions.
+* :mod:`jaxrl_self.teach.explain`: RLT's contexts, spans, explanation parser and reward, as pure functions;
+* :mod:`jaxrl_self.teach.soar`: SOAR, a teacher that writes problems, paid by the students' measured progress on
+  hard problems they cannot solve, with the g x r inner student runs vmapped inside one outer step.
 """

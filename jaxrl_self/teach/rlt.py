@@ -47,7 +47,7 @@ from jaxrl_self.core.sequence import VOCAB, Problem, SequenceTask
 from jaxrl_self.envs.tokens import AdditionTask
 from jaxrl_self.lm.config import NON_NEGATIVE, POSITIVE, GroupConfig, check_model
 from jaxrl_self.lm.diagnostics import EvalResult
-from jaxrl_self.lm.supervised import SupervisedConfig, make_optimizer as sft_optimizer, supervised_step
+from jaxrl_self.lm.supervised import SupervisedConfig, fine_tune
 from jaxrl_self.nets.transformer import TransformerConfig
 from jaxrl_self.rl import group
 from jaxrl_self.teach import explain as ex
@@ -239,27 +239,9 @@ def distillation_data(problems: Problem, explanation: jax.Array | None = None,
 def _warm_up(key: jax.Array, params: Any, steps: int, config: Config, model: TransformerConfig,
              make_batch) -> Any:
     """``steps`` AdamW steps from ``params`` on fresh batches ``make_batch(key) -> (tokens, loss_mask)``."""
-    if steps == 0:
-        return params
-    sft = SupervisedConfig(num_steps=steps, batch_size=config.sft_batch, model=model,
-                           learning_rate=config.sft_learning_rate, warmup_steps=min(50, steps))
-    tx = sft_optimizer(sft)
-
-    @struct.dataclass
-    class S:
-        params: Any
-        opt_state: Any
-        update_step: jax.Array
-        nonfinite_update: jax.Array
-
-    def step(s, k):
-        tokens, mask = make_batch(k)
-        p, o, bad, *_ = supervised_step(s, tokens, mask, model=model, tx=tx)
-        return S(p, o, s.update_step + 1, bad), None
-
-    s0 = S(params, tx.init(params), jnp.zeros((), jnp.int32), jnp.full((), -1, jnp.int32))
-    s, _ = jax.lax.scan(step, s0, jax.random.split(key, steps))
-    return s.params
+    sft = SupervisedConfig(num_steps=max(steps, 1), batch_size=config.sft_batch, model=model,
+                           learning_rate=config.sft_learning_rate, warmup_steps=min(50, max(steps, 1)))
+    return fine_tune(key, params, steps, sft, make_batch)
 
 
 def make_train(config: Config, env: SequenceTask, env_params: Any = None, *, init_params: Any = None,

@@ -167,3 +167,12 @@ def test_ppo_maze_agent_evaluated_on_named_heldout_mazes(capsys, tmp_path):
         assert all(0.0 <= s <= 1.0 for s in lv["per_seed_solve_rate"])  # solved = return > 0
     code, _, err = _run(capsys, ["eval", str(run_dir), "--levels", "NoSuchMaze"])
     assert code == 2 and "NoSuchMaze" in err and "SixteenRooms" in err
+
+
+def test_ppo_on_a_token_task_is_refused_in_one_line(capsys):
+    """`train ppo --env addition` used to end in an AttributeError traceback: now one line says what fits."""
+    from jaxrl_self.cli import main
+
+    assert main(["train", "ppo", "--env", "addition", "--total-timesteps", "1000"]) == 2
+    err = capsys.readouterr().err
+    assert "env" in err and "grpo" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -52,6 +52,7 @@ from jaxrl_self import rl
 from jaxrl_self.core.algorithm import Train, static_field as _static
 from jaxrl_self.core.environment import Environment, tree_select
 from jaxrl_self.core.errors import ConfigError
+from jaxrl_self.core.sequence import SequenceTask
 from jaxrl_self.core.spaces import Box, Dict, Discrete, flat_dim
 from jaxrl_self.envs.wrappers import FlattenObservation, LogWrapper
 from jaxrl_self.nets.actor_critic import ACTIVATIONS, MLPActorCritic, RecurrentActorCritic
@@ -211,6 +212,10 @@ class Config:
 
 
 def _validate_env(config: Config, env: Environment, env_params: Any, fail) -> None:
+    if isinstance(env, SequenceTask) or not hasattr(env, "action_space"):
+        fail("env", getattr(env, "name", type(env).__name__),
+             "an environment with observations and actions (e.g. cartpole, maze); token tasks such as 'addition' "
+             "train with grpo, token_ppo, tppo, ttrl, rlt or soar")
     params = env.default_params if env_params is None else env_params
     act = env.action_space(params)
     if not isinstance(act, Discrete):

@@ -145,9 +145,7 @@ def run_setting(name: str, args, results: dict, output: str) -> dict:
             ro = lm.rollout(key, teacher, model_cfg, soar.teacher_prompts(config.num_prompts), g, cfg.max_new_tokens,
                             cfg.temperature,
                             prompt_layout="packed")
-            written, valid, _ = soar.written_problems(task, ro.responses)
-            by = lambda x: jnp.swapaxes(x.reshape((config.num_prompts, g) + x.shape[1:]), 0, 1)  # noqa: E731
-            data = lm.ProblemSet(problems=jax.tree.map(by, written), valid=by(valid))
+            data = soar.write_datasets(task, ro.responses, g)[0]
             data = jax.tree.map(lambda x: jnp.repeat(x, r, axis=0), data)
             params, _ = inner_from_base(jax.random.split(key, g * r), params0, data)
             return params

@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxrl_self import lm
+from jaxrl_self import lm, rl
 from jaxrl_self.algos import grpo
 from jaxrl_self.core.algorithm import Train, static_field as _static
 from jaxrl_self.core.environment import tree_select
@@ -58,7 +58,8 @@ from jaxrl_self.nets.transformer import TransformerConfig
 from jaxrl_self.rl import group
 
 __all__ = ["NAME", "DEFAULT_ENV", "TEACHER_REWARDS", "TEACHER_PROMPT", "HARD_SEED", "Config", "HardSet",
-           "Promotion", "RunState", "Metrics", "teacher_prompts", "written_problems", "dataset_rewards",
+           "Promotion", "RunState", "Metrics", "teacher_prompts", "written_problems", "write_datasets", "empty_set",
+           "dataset_rewards",
            "learnability_rewards",
            "teacher_advantages", "promotion_step", "promoted_student", "hard_set", "make_inner", "make_train",
            "eval_params", "make_eval"]
@@ -251,11 +252,26 @@ def written_problems(task: SequenceTask, tokens: jax.Array) -> tuple[Problem, ja
             (jnp.full((1, 1), task.vocab.A, jnp.int32), jnp.ones((1,), jnp.int32)),
             (written[None], length[None]),
             (jnp.asarray([[task.vocab.A_END, task.vocab.EOS]], jnp.int32), jnp.full((1,), 2, jnp.int32))])
-        solution = jnp.pad(solution[0], (0, task.solution_len - solution.shape[1]), constant_values=task.vocab.PAD) \
-            if solution.shape[1] < task.solution_len else solution[0, :task.solution_len]
-        return problem.replace(answer=written, solution=solution), ok, correct
+        return problem.replace(answer=written, solution=task.pad_to(solution[0], task.solution_len)), ok, correct
 
     return jax.vmap(one)(tokens)
+
+
+def write_datasets(task: SequenceTask, responses: jax.Array, num_datasets: int
+                   ) -> tuple[lm.ProblemSet, Problem, jax.Array, jax.Array]:
+    """The teacher's rollout rows ``[n * g, T]`` (row ``b * g + k``: pair ``b`` of dataset ``k``) as ``g`` datasets:
+    ``(datasets [g, n], problems [n * g], valid [n * g], correct [n * g])`` (:func:`written_problems`)."""
+    problems, valid, correct = written_problems(task, responses)
+    g = num_datasets
+    by_dataset = lambda x: jnp.swapaxes(x.reshape((-1, g) + x.shape[1:]), 0, 1)  # noqa: E731  [n*g] -> [g, n]
+    return (lm.ProblemSet(problems=jax.tree.map(by_dataset, problems), valid=by_dataset(valid)), problems, valid,
+            correct)
+
+
+def empty_set(task: SequenceTask, num: int, width: int) -> lm.ProblemSet:
+    """``num`` rows shaped like written pairs (of ``width`` tokens), none valid: the shape of a dataset."""
+    return lm.ProblemSet(problems=written_problems(task, jnp.zeros((num, width), jnp.int32))[0],
+                         valid=jnp.zeros((num,), bool))
 
 
 def teacher_prompts(num: int) -> Problem:
@@ -310,8 +326,8 @@ def promoted_student(rewards: jax.Array, student_accuracy: jax.Array) -> tuple[j
 
 
 # ============================================================================================ program pieces
-def _greedy_correct(params: Any, model_cfg: TransformerConfig, layout: str, task: SequenceTask, problems: Problem,
-                    max_new_tokens: int, key: jax.Array, *, samples: int = 0, temperature: Any = 1.0) -> jax.Array:
+def _correct(params: Any, model_cfg: TransformerConfig, layout: str, task: SequenceTask, problems: Problem,
+             max_new_tokens: int, key: jax.Array, *, samples: int = 0, temperature: Any = 1.0) -> jax.Array:
     """``[M]`` bool: greedy response correct (``samples = 0``); else ``[M]`` int32 successes in ``samples`` tries."""
     if samples == 0:
         ro = lm.rollout(key, params, model_cfg, problems, 1, max_new_tokens, greedy=True, prompt_layout=layout)
@@ -330,7 +346,7 @@ def hard_set(config: Config, task: SequenceTask, params: Any, model_cfg: Transfo
     base = jax.random.key(config.hard_seed)
     candidates = lm.sample_problems(jax.random.fold_in(base, 0), task,
                                     difficulty_params(task, config.hard_difficulty), config.hard_candidates)
-    successes = _greedy_correct(params, model_cfg, layout, task, candidates, config.student.max_new_tokens,
+    successes = _correct(params, model_cfg, layout, task, candidates, config.student.max_new_tokens,
                                 jax.random.fold_in(base, 1), samples=config.hard_samples,
                                 temperature=config.student.temperature)
     qualify = successes == 0
@@ -347,9 +363,7 @@ def make_inner(config: Config, task: SequenceTask, model_cfg: TransformerConfig,
     student_cfg = config.student
     if student_cfg.prompt_layout == "auto":
         student_cfg = student_cfg.replace(prompt_layout=layout)
-    template = lm.ProblemSet(problems=written_problems(task, jnp.zeros((config.num_prompts, config.max_new_tokens),
-                                                                          jnp.int32))[0],
-                             valid=jnp.zeros((config.num_prompts,), bool))
+    template = empty_set(task, config.num_prompts, config.max_new_tokens)
     train = grpo.make_train(student_cfg, task, problems=template, model_config=model_cfg)
 
     def one(key, params, data):
@@ -371,14 +385,15 @@ def _teacher_sequences(task: SequenceTask, problems: Problem) -> tuple[jax.Array
     plen = lm.prompt_lengths(problems.prompt, "packed")
     alen = jnp.sum(problems.answer != v.PAD, axis=1).astype(jnp.int32)
     ones = lambda k: jnp.full((B,), k, jnp.int32)  # noqa: E731
+    k = len(TEACHER_PROMPT)
     tokens, _, total = lm.concat_segments([
-        (jnp.broadcast_to(jnp.asarray(v.encode(TEACHER_PROMPT), jnp.int32), (B, 2)), ones(2)),
+        (teacher_prompts(B).prompt, ones(k)),
         (problems.prompt[:, 1:], plen - 1),
         (jnp.full((B, 1), v.A, jnp.int32), ones(1)),
         (problems.answer, alen),
         (jnp.broadcast_to(jnp.asarray([v.A_END, v.EOS], jnp.int32), (B, 2)), ones(2))])
     t = jnp.arange(tokens.shape[1])[None, :]
-    return tokens, (t >= 2) & (t < total[:, None])
+    return tokens, (t >= k) & (t < total[:, None])
 
 
 def _distinct(prompts: jax.Array, valid: jax.Array) -> jax.Array:
@@ -409,7 +424,7 @@ def make_train(config: Config, env: SequenceTask, env_params: Any = None, *, ini
     R_s, E = config.student.max_new_tokens, config.reward_problems
     inner = make_inner(config, task, model_cfg, layout)
     prompts = teacher_prompts(n)
-    source = lm.problem_source(task)  # (unused: the teacher's prompt is fixed)
+    source = lm.problem_source(task)  # the run state holds no problem set: the teacher's prompt is fixed
     capacity = config.num_updates * n
     warm_params = lm.task_params_for(config.replace(min_difficulty=1, max_difficulty=config.warmup_difficulty), task)
     sft = SupervisedConfig(num_steps=max(config.warmup_steps, 1), batch_size=config.sft_batch, model=model_cfg,
@@ -426,35 +441,29 @@ def make_train(config: Config, env: SequenceTask, env_params: Any = None, *, ini
         base = policy.initial_params(jax.random.fold_in(key, 7), params)
         teacher = fine_tune(k_warm, base, config.warmup_steps, sft, warm_batch)
         state = lm.init_run_state(k_state, policy, tx, source, use_reference=config.use_reference, params=teacher)
-        empty = jax.tree.map(lambda x: jnp.zeros((capacity,) + x.shape[1:], x.dtype), inner_template(n))
         promotion = Promotion(window=jnp.zeros((config.promotion_window,), jnp.float32),
-                              filled=jnp.zeros((), jnp.int32),
-                              promoted=lm.ProblemSet(problems=empty, valid=jnp.zeros((capacity,), bool)),
+                              filled=jnp.zeros((), jnp.int32), promoted=empty_set(task, capacity, R),
                               count=jnp.zeros((), jnp.int32))
         return RunState(**{f: getattr(state, f) for f in state.__dataclass_fields__}, baseline=base,
                         hard=hard_set(config, task, base, model_cfg, layout) if hard is None else hard,
                         promotion=promotion)
-
-    def inner_template(num):
-        return written_problems(task, jnp.zeros((num, R), jnp.int32))[0]
 
     def update(state: RunState) -> tuple[RunState, Metrics]:
         rng, k_write, k_inner, k_sample, k_eval, k_learn = jax.random.split(state.rng, 6)
         # 1. the teacher writes g datasets of n pairs: rollout row b * g + k is pair b of dataset k
         ro = lm.rollout(k_write, state.params, model_cfg, prompts, g, R, config.temperature,
                         prompt_layout="packed")
-        problems, valid, correct = written_problems(task, ro.responses)
-        by_dataset = lambda x: jnp.swapaxes(x.reshape((n, g) + x.shape[1:]), 0, 1)  # noqa: E731  [n*g] -> [g, n]
-        datasets = lm.ProblemSet(problems=jax.tree.map(by_dataset, problems), valid=by_dataset(valid))
+        datasets, problems, valid, correct = write_datasets(task, ro.responses, g)
         # 2. r students per dataset from the baseline, all g * r runs in one vmap
         copies = jax.tree.map(lambda x: jnp.repeat(x, r, axis=0), datasets)  # run k * r + j: dataset k, copy j
         student_params, inner_metrics = inner(jax.random.split(k_inner, g * r), state.baseline, copies)
         # 3. the reward: progress on a fresh sample of hard training problems (greedy accuracy)
         idx, ok, _ = lm.cycle_indices(k_sample, jnp.zeros((), jnp.int32), E, state.hard.train.valid)
         sample = jax.tree.map(lambda x: x[idx], state.hard.train.problems)
-        okf = ok.astype(jnp.float32)
-        accuracy = lambda p: jnp.sum(_greedy_correct(p, model_cfg, layout, task, sample, R_s, k_eval) * okf) \
-            / jnp.maximum(jnp.sum(okf), 1.0)  # noqa: E731
+        def accuracy(p, problems=sample, rows=ok):  # greedy accuracy over the valid rows
+            return rl.masked_mean(_correct(p, model_cfg, layout, task, problems, R_s, k_eval).astype(jnp.float32),
+                                  rows)
+
         acc_base = accuracy(state.baseline)
         acc_students = jax.vmap(accuracy)(student_params).reshape(g, r)
         grounded = dataset_rewards(acc_students, acc_base)
@@ -462,7 +471,7 @@ def make_train(config: Config, env: SequenceTask, env_params: Any = None, *, ini
             rewards = grounded
         else:  # learnability: the baseline's success rate on each pair, against the teacher's answer
             flat = jax.tree.map(lambda x: x.reshape((g * n,) + x.shape[2:]), datasets.problems)
-            wins = _greedy_correct(state.baseline, model_cfg, layout, task, flat, R_s, k_eval,
+            wins = _correct(state.baseline, model_cfg, layout, task, flat, R_s, k_eval,
                                    samples=config.student.group_size, temperature=config.student.temperature)
             rewards = learnability_rewards(wins.reshape(g, n) / config.student.group_size, datasets.valid)
         # 4. the teacher's RLOO over datasets; malformed pairs weigh nothing
@@ -485,14 +494,9 @@ def make_train(config: Config, env: SequenceTask, env_params: Any = None, *, ini
         promotion = Promotion(window=window, filled=filled, promoted=promoted, count=p.count + fired)
 
         # diagnostics: the hard test half (evaluation only), the written questions
-        test = state.hard.test
-        test_ok = test.valid.astype(jnp.float32)
-        test_acc = jnp.sum(_greedy_correct(baseline, model_cfg, layout, task, test.problems, R_s, k_eval) * test_ok) \
-            / jnp.maximum(jnp.sum(test_ok), 1.0)
-        vf = valid.astype(jnp.float32)
-        nv = jnp.maximum(jnp.sum(vf), 1.0)
+        test_acc = accuracy(baseline, state.hard.test.problems, state.hard.test.valid)
         diff = problems.difficulty.astype(jnp.float32)
-        d_mean = jnp.sum(diff * vf) / nv
+        d_mean = rl.masked_mean(diff, valid)
         env_steps = state.env_steps + jnp.sum(ro.response_len)
         metrics = Metrics(
             env_steps=env_steps, episode_return=jnp.mean(rewards), episode_return_valid=jnp.ones((), bool),
@@ -502,10 +506,11 @@ def make_train(config: Config, env: SequenceTask, env_params: Any = None, *, ini
             baseline_test_accuracy=test_acc,
             inner_reward_first=jnp.mean(inner_metrics.reward_mean[:, 0]),
             inner_reward_last=jnp.mean(inner_metrics.reward_mean[:, -1]),
-            fill_rate=jnp.mean(vf), answer_correct=jnp.sum(correct * vf) / nv,
+            fill_rate=jnp.mean(valid.astype(jnp.float32)),
+            answer_correct=rl.masked_mean(correct.astype(jnp.float32), valid),
             distinct_questions=_distinct(problems.prompt, valid), question_difficulty=d_mean,
-            difficulty_std=jnp.sqrt(jnp.sum(vf * (diff - d_mean) ** 2) / nv),
-            hard_difficulty_share=jnp.sum(vf * (problems.difficulty >= config.hard_difficulty)) / nv,
+            difficulty_std=jnp.sqrt(rl.masked_mean((diff - d_mean) ** 2, valid)),
+            hard_difficulty_share=rl.masked_mean((diff >= config.hard_difficulty).astype(jnp.float32), valid),
             **{k: jnp.mean(v) for k, v in stats.items()},
             learning_rate=lm.learning_rate_at(config, state.update_step))
         new_state = state.replace(params=params, opt_state=opt_state, rng=rng, update_step=state.update_step + 1,

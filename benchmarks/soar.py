@@ -3,6 +3,7 @@ same student compute, the intrinsic ("learnability") teacher and SOAR without pr
 
     python benchmarks/soar.py          # 3 seeds: the edge (addition-long, 4 digits), the cliff (addition-base, 5)
     python benchmarks/soar.py --quick         # a smoke run: 1 seed, 2 outer steps, tiny hard set
+    python benchmarks/soar.py --probe         # which operand lengths the base models ever solve (soar_probe.*)
 
 Per setting (base model, hard difficulty):
 
@@ -201,6 +202,73 @@ def run_setting(name: str, args, results: dict, output: str) -> dict:
     return out
 
 
+def cliff_probe(args) -> dict:
+    """Where the shipped base models can and cannot solve anything: for each base model, the greedy accuracy and the
+    sampled success rate (16 samples) on 64 problems of each operand-length pair (5-digit operands included, and
+    unequal lengths, which the pretraining never showed), and whether 10 RLOO steps (the students' inner run) on 32
+    true 4 + 4 problems move the 5-digit greedy accuracy."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jaxrl_self import lm
+    from jaxrl_self.teach import soar
+
+    pairs = [(4, 4), (5, 1), (5, 2), (5, 3), (5, 4), (1, 5), (4, 5), (5, 5)]
+    rng = np.random.default_rng(0)
+    out = {"samples": 16, "problems_per_pair": 64, "models": {}}
+    for base_model in ("addition-base", "addition-long"):
+        params, model_cfg, meta = lm.load_base_model(base_model)
+        task = lm.base_model_task(meta)
+        layout = meta["prompt_layout"]
+
+        def problems(la, lb, num):
+            lo = lambda d: 10 ** (d - 1) if d > 1 else 0  # noqa: E731
+            ps = [task.problem_from_ints(int(rng.integers(lo(la), 10 ** la)), int(rng.integers(lo(lb), 10 ** lb)))
+                  for _ in range(num)]
+            return jax.tree.map(lambda *x: jnp.stack(x), *ps)
+
+        sampled = jax.jit(lambda p, q: soar._correct(p, model_cfg, layout, task, q, 10, jax.random.key(0), samples=16))
+        greedy = jax.jit(lambda p, q: soar._correct(p, model_cfg, layout, task, q, 10, jax.random.key(1)))
+        rows = {}
+        for la, lb in pairs:
+            q = problems(la, lb, 64)
+            rows[f"{la}+{lb}"] = {"greedy": float(jnp.mean(greedy(params, q))),
+                                  "sampled": float(jnp.mean(sampled(params, q)) / 16)}
+        config = soar.Config(base_model=base_model)
+        inner = jax.jit(soar.make_inner(config, task, model_cfg, layout).one)
+        five = problems(5, 5, 256)
+        trained, m = inner(jax.random.key(5), params, lm.ProblemSet.of(problems(4, 4, config.num_prompts)))
+        out["models"][base_model] = {
+            "pairs": rows, "inner_run_on_4+4": {
+                "inner_reward": np.asarray(m.reward_mean).round(3).tolist(),
+                "five_digit_greedy_before": float(jnp.mean(greedy(params, five))),
+                "five_digit_greedy_after": float(jnp.mean(greedy(trained, five)))}}
+        print(f"[probe] {base_model}: {rows}", file=sys.stderr, flush=True)
+    return out
+
+
+def probe_markdown(results: dict) -> str:
+    p = results["probe"]
+    lines = ["# Where the shipped base models can solve anything (SOAR's hard sets)", "",
+             f"Measured {results['created']} on {results['machine']['cpu_model']}; "
+             f"{p['problems_per_pair']} problems per operand-length pair, greedy and {p['samples']} samples each.", "",
+             "| a + b digits | " + " | ".join(f"{m} greedy | {m} sampled" for m in p["models"]) + " |",
+             "|---|" + "---|---|" * len(p["models"])]
+    pairs = next(iter(p["models"].values()))["pairs"]
+    for k in pairs:
+        lines.append(f"| {k} | " + " | ".join(f"{m['pairs'][k]['greedy']:.3f} | {m['pairs'][k]['sampled']:.4f}"
+                                              for m in p["models"].values()) + " |")
+    lines += ["", "10 RLOO steps (the students' inner run) on 32 true 4 + 4 problems, then greedy accuracy on 256 "
+              "5-digit problems:", ""]
+    for name, m in p["models"].items():
+        r = m["inner_run_on_4+4"]
+        steps = " ".join(f"{x:.3f}" for x in r["inner_reward"])
+        lines.append(f"- {name}: inner reward per step {steps}, 5-digit greedy {r['five_digit_greedy_before']:.3f}"
+                     f" → {r['five_digit_greedy_after']:.3f}")
+    return "\n".join(lines) + "\n"
+
+
 def _save_partial(results: dict, name: str, out: dict, output: str) -> None:
     import json
 
@@ -309,7 +377,16 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--output", default="soar")
     parser.add_argument("--render", action="store_true", help="rewrite the .md from the .json")
+    parser.add_argument("--probe", action="store_true",
+                        help="only the cliff probe: which operand lengths the base models ever solve (soar_probe.*)")
     args = parser.parse_args(argv)
+    if args.probe:
+        results = {"machine": machine_info(), "worker": worker_info(), "created": utc_now()}
+        results["probe"] = cliff_probe(args)
+        md = probe_markdown(results)
+        write_results("soar_probe", results, md)
+        print(md)
+        return 0
     if args.render:
         import json
 

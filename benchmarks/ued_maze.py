@@ -82,15 +82,26 @@ RUNS_ROOT = REPO_ROOT / "runs" / "ued_maze"
 
 
 # ============================================================================================ configs (shared)
-def speed_overrides(method: str, num_envs: int, num_steps: int, lstm: int) -> dict:
-    """Config fields of the speed runs (everything else: the method's defaults = jaxued's)."""
-    common = dict(num_envs=num_envs, num_steps=num_steps, total_timesteps=10**9, eval_every=0)
-    common["lstm_features"] = lstm
-    if method == "paired":
-        return dict(common, adversary_lstm_features=lstm)
-    if method in ("robust_plr", "accel", "plr"):
-        common["minimum_fill_ratio"] = 0.02
-    return common
+def method_config(method: str, student: dict, sampler: dict | None = None, adversary: dict | None = None,
+                  **top):
+    """The method's default config (jaxued's settings) with ``student`` PPO fields, ``sampler`` fields (PLR
+    family), ``adversary`` PPO fields (PAIRED) and top-level fields replaced."""
+    from jaxrl_self import algos
+
+    base = algos.get(method).Config()
+    changes = dict(top, ppo=base.ppo.replace(**student))
+    if sampler and hasattr(base, "sampler"):
+        changes["sampler"] = base.sampler.replace(**sampler)
+    if adversary and hasattr(base, "adversary"):
+        changes["adversary"] = base.adversary.replace(ppo=base.adversary.ppo.replace(**adversary))
+    return base.replace(**changes)
+
+
+def speed_config(method: str, num_envs: int, num_steps: int, lstm: int):
+    """The config of the speed runs (everything else: the method's defaults = jaxued's)."""
+    student = dict(num_envs=num_envs, num_steps=num_steps, total_timesteps=10**9, lstm_features=lstm)
+    sampler = dict(minimum_fill_ratio=0.02) if method in ("robust_plr", "accel", "plr") else None
+    return method_config(method, student, sampler, dict(lstm_features=lstm), eval_every=0)
 
 
 # ============================================================================================ (a) speed: workers
@@ -129,9 +140,10 @@ def worker_speed_ours(args) -> None:
     from _common import compile_timed, worker_info
 
     from jaxrl_self import algos, envs
+    from jaxrl_self.run.checkpoint import config_to_dict
 
     module = algos.get(args.method)
-    config = module.Config(**speed_overrides(args.method, args.num_envs, args.num_steps, args.lstm))
+    config = speed_config(args.method, args.num_envs, args.num_steps, args.lstm)
     train = module.make_train(config, envs.make("maze"))
     state = jax.jit(train.init)(jax.random.key(0))
     run_k = functools.partial(train.run, num_updates=args.k)
@@ -149,8 +161,7 @@ def worker_speed_ours(args) -> None:
                  "lower_s": lower_s, "compile_s": compile_s, "seconds_per_call": timed.seconds_per_call,
                  "calls_per_rep": timed.calls_per_rep, "env_steps_per_s": rate,
                  "cpu_s_per_call": cpu_s, "env_steps_per_cpu_s": args.k * steps_per_update / cpu_s, "branch_mix": mix,
-                 "config": {k: v for k, v in speed_overrides(args.method, args.num_envs, args.num_steps,
-                                                             args.lstm).items()},
+                 "config": config_to_dict(config),
                  "worker": worker_info(("jax", "jaxlib", "flax", "optax", "numpy"))})
 
 
@@ -425,11 +436,11 @@ def speed_markdown(data: dict) -> str:
 
 
 # ============================================================================================ (b) results
-def results_config(method: str, quick: bool, steps_per_seed: int, eval_every: int) -> dict:
+def results_config(method: str, quick: bool, steps_per_seed: int, eval_every: int):
     if quick:
-        return dict(total_timesteps=steps_per_seed, num_envs=8, num_steps=64, lstm_features=32, eval_every=eval_every,
-                    eval_attempts=2, eval_procedural=2, **({} if method == "dr" else {"buffer_capacity": 256}))
-    return dict(total_timesteps=steps_per_seed, eval_every=eval_every)
+        return method_config(method, dict(total_timesteps=steps_per_seed, num_envs=8, num_steps=64, lstm_features=32),
+                             dict(capacity=256), eval_every=eval_every, eval_attempts=2, eval_procedural=2)
+    return method_config(method, dict(total_timesteps=steps_per_seed), eval_every=eval_every)
 
 
 def worker_results(args) -> None:
@@ -437,10 +448,11 @@ def worker_results(args) -> None:
     import numpy as np
 
     from jaxrl_self import algos
+    from jaxrl_self.run.checkpoint import config_to_dict
     from jaxrl_self.run.runner import RunOptions, run_training
 
     module = algos.get(args.method)
-    config = module.Config(**results_config(args.method, args.quick, args.steps_per_seed, args.eval_every))
+    config = results_config(args.method, args.quick, args.steps_per_seed, args.eval_every)
     run_dir = Path(args.run_dir)
     resume = (run_dir / "checkpoints").exists()
     options = RunOptions(seeds=args.seeds, seed=args.seed, chunks=args.chunks, keep_checkpoints=1, progress=False,
@@ -453,8 +465,7 @@ def worker_results(args) -> None:
     lines = after_training(result)
     final = json.loads((run_dir / "heldout.json").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
-    emit_result({"method": args.method, "config": {k: v for k, v in results_config(
-        args.method, args.quick, args.steps_per_seed, args.eval_every).items()}, "seeds": args.seeds,
+    emit_result({"method": args.method, "config": config_to_dict(config), "seeds": args.seeds,
         "wall_s": wall, "resumed": resume, "summary": summary, "heldout": final, "report": lines,
         "run_dir": _rel(run_dir), "worker": worker_info(), "num_updates": int(np.asarray(result.states.update_step).max()) if result.states
         is not None else None})

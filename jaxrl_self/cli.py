@@ -31,9 +31,10 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Sequence
 
+import numpy as np
 import tyro
 
-__all__ = ["main"]
+__all__ = ["main", "config_flags", "flags_for"]
 
 USAGE = """usage: jaxrl-self {train,sweep,eval,plot,list,pretrain,eval-lm,distill} ...
 
@@ -59,14 +60,68 @@ def _field_names(cls: type) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
 
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    """One command-line flag of a config: ``--name`` sets the field at ``path`` (dotted) of the config; ``owner``
+    is the dataclass declaring the field (for its type), ``default`` its value in the default config."""
+
+    name: str
+    path: str
+    owner: type
+    field: str
+    default: Any
+
+
+def _is_flat(owner: type, field: str) -> bool:
+    from jaxrl_self.core.algorithm import FLAT_FLAGS
+
+    hint = typing.get_type_hints(owner, include_extras=True).get(field)
+    return any(m is FLAT_FLAGS for m in getattr(hint, "__metadata__", ()))
+
+
+def _leaves(config: Any, prefix: str, path: str, flatten_all: bool):
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            sub = prefix if flatten_all or _is_flat(type(config), f.name) else f"{prefix}{f.name}."
+            yield from _leaves(value, sub, f"{path}{f.name}.", flatten_all)
+        else:
+            yield Flag((prefix + f.name).replace("_", "-"), path + f.name, type(config), f.name, value)
+
+
 def _nested_clash(config_cls: type) -> bool:
-    """Does ``config_cls`` hold a nested config whose field names clash with its own (flat flags would collide)?"""
-    own = _field_names(config_cls)
-    for f in dataclasses.fields(config_cls):
-        default = f.default if f.default is not dataclasses.MISSING else None
-        if dataclasses.is_dataclass(default) and own & _field_names(type(default)):
-            return True
-    return False
+    """Would flat flags collide (a nested config holding fields named like others, e.g. SOAR's student GRPO or
+    PAIRED's adversary PPO)? Then nested configs keep their prefix, except those marked ``FLAT_FLAGS``."""
+    names = [f.name for f in _leaves(config_cls(), "", "", True)]
+    return len(names) != len(set(names))
+
+
+def config_flags(config_cls: type) -> dict[str, Flag]:
+    """The config flags ``jaxrl-self train/sweep ALGO`` accepts for ``config_cls``, by flag name (no ``--``):
+    nested configs flat (``--num-envs``, the field ``ppo.num_envs``) unless flat names would collide, then
+    prefixed (``--adversary.learning-rate``) except those marked :data:`~jaxrl_self.core.algorithm.FLAT_FLAGS`."""
+    flags = {f.name: f for f in _leaves(config_cls(), "", "", not _nested_clash(config_cls))}
+    return flags
+
+
+def flags_for(config: Any) -> list[str]:
+    """Command-line flags that turn ``type(config)()`` into ``config`` (the fields that differ), e.g. to print the
+    command that reruns a configuration: ``["--num-envs", "8", "--adversary.learning-rate", "0.001"]``."""
+    from jaxrl_self.run.sweep import get_field
+
+    out: list[str] = []
+    for flag in config_flags(type(config)).values():
+        value = get_field(config, flag.path)
+        if value == flag.default:
+            continue
+        if isinstance(value, (bool, np.bool_)):
+            head, _, tail = flag.name.rpartition(".")
+            out.append(f"--{head + '.' if head else ''}{'' if value else 'no-'}{tail}")
+        elif isinstance(value, (tuple, list)):
+            out += [f"--{flag.name}", *(str(v) for v in value)]
+        else:
+            out += [f"--{flag.name}", str(value)]
+    return out
 
 
 def _command_class(name: str, config_cls: type, extra: type, default_env: str = "cartpole") -> type:
@@ -221,18 +276,18 @@ def _scalar(tp: Any, text: str) -> Any:
 
 def split_sweep_args(config_cls: type, argv: Sequence[str]) -> tuple[list[str], dict[str, list[Any]]]:
     """Take the swept flags out of ``argv``: ``--field a,b,c`` (scalar field) or ``--field 1,2 3,4`` (tuple
-    field, one value per token). Returns the remaining argv (for tyro) and the grid ``{field: [values]}``."""
-    fields = {f.name for f in dataclasses.fields(config_cls)}
-    hints = typing.get_type_hints(config_cls)
+    field, one value per token). Returns the remaining argv (for tyro) and the grid ``{dotted field path:
+    [values]}`` (``--learning-rate`` of a curriculum sweeps ``ppo.learning_rate``)."""
+    flags = config_flags(config_cls)
     rest: list[str] = []
     grid: dict[str, list[Any]] = {}
     i = 0
     argv = list(argv)
     while i < len(argv):
         tok = argv[i]
-        flag, eq, inline = tok.partition("=")
-        name = flag[2:].replace("-", "_") if flag.startswith("--") else None
-        if name not in fields:
+        head, eq, inline = tok.partition("=")
+        flag = flags.get(head[2:].replace("_", "-")) if head.startswith("--") else None
+        if flag is None:
             rest.append(tok)
             i += 1
             continue
@@ -244,7 +299,7 @@ def split_sweep_args(config_cls: type, argv: Sequence[str]) -> tuple[list[str], 
             while j < len(argv) and not (argv[j].startswith("--") and len(argv[j]) > 2):
                 values.append(argv[j])
                 j += 1
-        tuple_field = _is_tuple_type(hints.get(name))
+        tuple_field = _is_tuple_type(typing.get_type_hints(flag.owner).get(flag.field))
         if tuple_field:
             swept = len(values) > 0 and any("," in v for v in values)
             items = values if swept else []
@@ -252,7 +307,7 @@ def split_sweep_args(config_cls: type, argv: Sequence[str]) -> tuple[list[str], 
             swept = len(values) == 1 and "," in values[0]
             items = values[0].split(",") if swept else []
         if swept:
-            grid[name] = [_convert(config_cls, name, v) for v in items if v.strip() != ""]
+            grid[flag.path] = [_convert(flag.owner, flag.field, v) for v in items if v.strip() != ""]
         else:
             rest.extend(argv[i:j])
         i = j

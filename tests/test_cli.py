@@ -81,6 +81,33 @@ def test_split_sweep_args():
     assert grid == {} and rest == ["--hidden-sizes", "16", "16", "--num_steps", "8"]
 
 
+def test_nested_curriculum_configs_have_readable_flags_that_round_trip():
+    """A curriculum's student PPO and PLR's sampler have flat flags, PAIRED's adversary its prefix; the flags
+    ``flags_for`` writes parse back (through tyro, as ``jaxrl-self train`` does) to the same config, and a sweep
+    over a nested field names its path."""
+    from jaxrl_self import cli
+    from jaxrl_self.curricula import common, paired, plr
+    from jaxrl_self.run.runner import RunOptions
+
+    pa = paired.Config(ppo=common.student_ppo(num_envs=4, hidden_sizes=(8, 8)), clip_regret=False,
+                       adversary=paired.AdversaryConfig(n_walls=7, noise_per_step=True,
+                                                        ppo=paired.adversary_ppo(learning_rate=1e-3)))
+    pl = plr.Config(ppo=common.student_ppo(learning_rate=3e-4), num_edits=2,
+                    sampler=plr.LevelSamplerConfig(capacity=7, replay_prob=0.5))
+    assert cli.flags_for(pa) == ["--num-envs", "4", "--hidden-sizes", "8", "8", "--adversary.learning-rate",
+                                 "0.001", "--adversary.n-walls", "7", "--adversary.noise-per-step",
+                                 "--no-clip-regret"]
+    assert cli.flags_for(pl) == ["--learning-rate", "0.0003", "--capacity", "7", "--replay-prob", "0.5",
+                                 "--num-edits", "2"]
+    for module, config in ((paired, pa), (plr, pl)):
+        cls = cli._command_class("T", module.Config, RunOptions, "maze")
+        assert cli._parse(cls, cli.flags_for(config), "t", "").config == config
+    rest, grid = split_sweep_args(paired.Config, ["--learning-rate", "1e-4,2e-4", "--adversary.ent-coef",
+                                                  "0.1,0.2", "--adversary.n-walls", "9", "--seeds", "2"])
+    assert grid == {"ppo.learning_rate": [1e-4, 2e-4], "adversary.ppo.ent_coef": [0.1, 0.2]}
+    assert rest == ["--adversary.n-walls", "9", "--seeds", "2"]
+
+
 # ------------------------------------------------------------------------------------------ toy end to end
 def test_train_resume_eval_plot_toy(capsys, tmp_path):
     run_dir = tmp_path / "run"

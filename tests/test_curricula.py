@@ -31,9 +31,9 @@ from treecheck import assert_bitwise
 OPT0 = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
 SEEDS = 2
 N, T, UPDATES = 4, 16, 8
-STUDENT = dict(total_timesteps=N * T * UPDATES, num_envs=N, num_steps=T, lstm_features=16, update_epochs=1,
-               episode_steps=8, eval_every=3, eval_attempts=2, eval_procedural=1, eval_max_steps=24)
-BUFFER = dict(buffer_capacity=48, minimum_fill_ratio=0.15, num_edits=3)
+PPO = dict(total_timesteps=N * T * UPDATES, num_envs=N, num_steps=T, lstm_features=16, update_epochs=1)
+STUDENT = dict(               episode_steps=8, eval_every=3, eval_attempts=2, eval_procedural=1, eval_max_steps=24)
+SAMPLER = dict(capacity=48, minimum_fill_ratio=0.15)
 CURRICULA = ("dr", "plr", "accel", "parallel_accel")  # compiled and run
 FLAG_VARIANTS = {"robust_plr": "plr", "parallel_plr": "parallel_accel"}  # same code, another default flag
 
@@ -43,12 +43,14 @@ NO_EVAL = ("dr", "parallel_plr", "parallel_accel")  # eval_every=-1: the evaluat
 
 def tiny_config(name: str):
     module = algos.get(name)
-    extra = {} if name == "dr" else BUFFER
+    defaults = module.Config()
+    extra = {} if name == "dr" else dict(sampler=defaults.sampler.replace(**SAMPLER), num_edits=3)
+    student = common.student_ppo(**PPO)
     if name.startswith("parallel"):  # one cycle plays 2-3 slices: keep UPDATES updates
-        extra = {**extra, "total_timesteps": N * T * UPDATES * (3 if name == "parallel_accel" else 2)}
+        student = student.replace(total_timesteps=N * T * UPDATES * (3 if name == "parallel_accel" else 2))
     if name in NO_EVAL:
         extra = {**extra, "eval_every": -1}
-    return module, module.Config(**{**STUDENT, **extra})
+    return module, module.Config(ppo=student, **{**STUDENT, **extra})
 
 
 @dataclasses.dataclass
@@ -173,7 +175,9 @@ def test_flag_variants_are_the_same_loop_with_another_default(name):
     _, config = tiny_config(name)
     _, base_config = tiny_config(FLAG_VARIANTS[name])
     differ = {f.name for f in dataclasses.fields(config) if getattr(config, f.name) != getattr(base_config, f.name)}
-    assert differ == ({"exploratory_grad_updates"} if name == "robust_plr" else {"use_accel", "total_timesteps"})
+    assert differ == ({"exploratory_grad_updates"} if name == "robust_plr" else {"use_accel", "ppo"})
+    if name == "parallel_plr":  # 2 slices instead of 3: the same updates take fewer env steps
+        assert config.ppo == base_config.ppo.replace(total_timesteps=base_config.ppo.total_timesteps * 2 // 3)
     assert config.exploratory_grad_updates is False and config.use_accel is False
     train = module.make_train(config, envs.make("maze"))
     assert train.num_updates == UPDATES
@@ -187,17 +191,20 @@ def test_flag_variants_are_the_same_loop_with_another_default(name):
 
 def test_configs_reject_bad_values_before_compiling():
     env = envs.make("maze")
-    with pytest.raises(ConfigError, match=r"plr.Config.buffer_capacity=0"):
-        plr.make_train(plr.Config(buffer_capacity=0), env)
+    with pytest.raises(ConfigError, match=r"plr.Config.capacity=0"):
+        plr.make_train(plr.Config(sampler=plr.LevelSamplerConfig(capacity=0)), env)
     with pytest.raises(ConfigError, match=r"accel.Config.num_minibatches=3"):
-        algos.get("accel").make_train(algos.get("accel").Config(num_envs=4, num_minibatches=3), env)
+        algos.get("accel").make_train(algos.get("accel").Config(
+            ppo=common.student_ppo(num_envs=4, num_minibatches=3)), env)
+    with pytest.raises(ConfigError, match=r"dr.Config.normalize_obs=True"):
+        algos.get("dr").make_train(algos.get("dr").Config(ppo=common.student_ppo(normalize_obs=True)), env)
     with pytest.raises(ConfigError, match="score_function"):
         plr.make_train(plr.Config(score_function="regret"), env)
     with pytest.raises(ConfigError, match="n_walls"):
         algos.get("dr").make_train(algos.get("dr").Config(n_walls=500), env)
     with pytest.raises(ConfigError, match="total_timesteps"):
         pp = algos.get("parallel_accel")
-        pp.make_train(pp.Config(num_envs=4, num_steps=16, total_timesteps=100), env)
+        pp.make_train(pp.Config(ppo=common.student_ppo(num_envs=4, num_steps=16, total_timesteps=100)), env)
     with pytest.raises(ConfigError, match="env"):
         plr.make_train(plr.Config(), envs.make("cartpole"))
 
@@ -450,11 +457,7 @@ def test_cli_trains_accel_and_writes_the_report(tmp_path, capsys, monkeypatch):
     _, config = tiny_config("accel")
     run = stepped("accel")
     use_stepped_programs(monkeypatch, run)
-    flags = []
-    for f in dataclasses.fields(config):
-        v = getattr(config, f.name)
-        if v != getattr(type(config)(), f.name):
-            flags += [f"--{f.name.replace('_', '-')}", str(v)]
+    flags = cli.flags_for(config)
     run_dir = tmp_path / "accel"
     code = cli.main(["train", "accel", "--env", "maze", "--seeds", str(SEEDS), *flags, "--checkpoint-every", "1",
                      "--no-progress", "--run-dir", str(run_dir)])

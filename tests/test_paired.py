@@ -20,6 +20,7 @@ from jaxrl_self import algos, cli, envs, rl
 from jaxrl_self.algos import ppo
 from jaxrl_self.core.errors import ConfigError
 from jaxrl_self.curricula import paired
+from jaxrl_self.curricula.common import student_ppo
 from jaxrl_self.envs.maze import MazeEditor
 from jaxrl_self.run import metrics as metrics_lib
 from jaxrl_self.run.runner import RunOptions, Runner, run_description, seed_keys
@@ -28,10 +29,11 @@ from treecheck import assert_bitwise
 # compile fast, run slow: XLA:CPU without its fusion emitters compiles these programs about 3x faster
 OPT0 = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
 SEEDS, N, T, UPDATES = 2, 4, 16, 4
-TINY = dict(total_timesteps=2 * N * T * UPDATES, num_envs=N, num_steps=T, lstm_features=8, update_epochs=1,
-            episode_steps=8, eval_every=2, eval_attempts=1, eval_procedural=0, eval_max_steps=8, n_walls=4,
-            noise_dim=3, adversary_lstm_features=8, adversary_conv_features=2, adversary_update_epochs=1)
-CONFIG = paired.Config(**TINY)
+CONFIG = paired.Config(
+    ppo=student_ppo(total_timesteps=2 * N * T * UPDATES, num_envs=N, num_steps=T, lstm_features=8, update_epochs=1),
+    episode_steps=8, eval_every=2, eval_attempts=1, eval_procedural=0, eval_max_steps=8,
+    adversary=paired.AdversaryConfig(n_walls=4, noise_dim=3, conv_features=2,
+                                     ppo=paired.adversary_ppo(lstm_features=8, update_epochs=1)))
 
 
 def jit0(f, **kw):
@@ -231,9 +233,11 @@ def test_regret_matches_python_on_random_rollouts():
 def test_adversary_policy_gradient_follows_the_regret():
     """The regret reaches the adversary only as the reward of its last design step; one PPO step must then make
     the designs that earned regret more likely. Same design rollout, regret given to design 0 or to design 3."""
-    cfg = dataclasses.replace(CONFIG, adversary_ent_coef=0.0, adversary_vf_coef=0.0, adversary_learning_rate=1e-3)
-    editor = paired.make_editor(cfg, envs.make("maze"))
-    net = paired.make_adversary_network(cfg, editor)
+    adversary = CONFIG.adversary.replace(ppo=CONFIG.adversary.ppo.replace(ent_coef=0.0, vf_coef=0.0,
+                                                                          learning_rate=1e-3))
+    cfg = CONFIG.replace(adversary=adversary)
+    editor = paired.make_editor(cfg.adversary, envs.make("maze"))
+    net = paired.make_adversary_network(cfg.adversary, editor)
     adv_cfg = cfg.adversary_ppo()
     tx = ppo.make_optimizer(adv_cfg, 1)
     p_ed = editor.default_params
@@ -244,7 +248,7 @@ def test_adversary_policy_gradient_follows_the_regret():
         params = net.init(k_init, net.initial_carry(1), jax.tree.map(lambda o: o[None, None], obs),
                           jnp.ones((1, 1), bool))
         start = rl.rollout.reset(k_reset, editor, p_ed, N, net.initial_carry(N))
-        _, design = ppo.collect(k_roll, net, params, editor, p_ed, start, cfg.design_steps)
+        _, design = ppo.collect(k_roll, net, params, editor, p_ed, start, cfg.adversary.design_steps)
 
         def after_update(level_regret):
             batch = paired.adversary_batch(adv_cfg, design, level_regret)
@@ -324,7 +328,7 @@ def test_tiny_run_end_to_end_over_two_seeds(reference):
     np.testing.assert_array_equal(m["eval_valid"], np.repeat(np.array([0, 1, 0, 1], bool)[:, None], SEEDS, 1))
     assert np.all(m["regret"] >= 0) and np.all(m["regret_max"] >= m["regret"])
     assert np.all(m["regret"] <= m["antagonist_max_return"] + 1e-6)  # protagonist means are >= 0 in the maze
-    assert np.all(m["level.mean_walls"] <= CONFIG.n_walls)
+    assert np.all(m["level.mean_walls"] <= CONFIG.adversary.n_walls)
     assert np.all(m["episodes_finished"] >= N * (T // CONFIG.episode_steps))  # every level completes episodes
     np.testing.assert_allclose(m["adversary.entropy"], np.log(13 * 13), rtol=0.01)  # near uniform at the start
     assert not np.array_equal(m["loss"][:, 0], m["loss"][:, 1])  # the seeds are different runs
@@ -362,11 +366,8 @@ def test_resumed_run_equals_uninterrupted(reference, tmp_path, monkeypatch):
 def test_cli_trains_paired_and_evaluates_the_protagonist(reference, tmp_path, capsys, monkeypatch):
     assert algos.get("paired") is paired
     use_programs(monkeypatch, reference)
-    flags = []
-    for f in dataclasses.fields(CONFIG):
-        v = getattr(CONFIG, f.name)
-        if v != getattr(paired.Config(), f.name):
-            flags += [f"--{f.name.replace('_', '-')}", str(v)]
+    flags = cli.flags_for(CONFIG)
+    assert "--adversary.n-walls" in flags and "--lstm-features" in flags and "--adversary.lstm-features" in flags
     run_dir = tmp_path / "paired"
     code = cli.main(["train", "paired", "--env", "maze", "--seeds", str(SEEDS), *flags, "--checkpoint-every", "1",
                      "--no-progress", "--run-dir", str(run_dir)])
@@ -383,19 +384,29 @@ def test_cli_trains_paired_and_evaluates_the_protagonist(reference, tmp_path, ca
 
 
 # ------------------------------------------------------------------------------------------------ config errors
-@pytest.mark.parametrize("change, field", [
-    (dict(editor_order="agent_first"), "editor_order"),
-    (dict(n_walls=168), "n_walls"),
-    (dict(adversary_num_minibatches=3), "adversary_num_minibatches"),
-    (dict(adversary_learning_rate=-1.0), "adversary_learning_rate"),
-    (dict(adversary_gamma=1.5), "adversary_gamma"),
-    (dict(noise_dim=-2), "noise_dim"),
-    (dict(total_timesteps=N * T), "total_timesteps"),
-    (dict(clip_regret="yes"), "clip_regret"),
+def _adversary(**changes):
+    return CONFIG.replace(adversary=CONFIG.adversary.replace(**changes))
+
+
+def _adversary_ppo(**changes):
+    return _adversary(ppo=CONFIG.adversary.ppo.replace(**changes))
+
+
+@pytest.mark.parametrize("config, field", [
+    (_adversary(editor_order="agent_first"), "adversary.editor_order"),
+    (_adversary(n_walls=168), "adversary.n_walls"),
+    (_adversary(noise_dim=-2), "adversary.noise_dim"),
+    (_adversary_ppo(num_minibatches=3), "adversary.num_minibatches"),
+    (_adversary_ppo(learning_rate=-1.0), "adversary.learning_rate"),
+    (_adversary_ppo(gamma=1.5), "adversary.gamma"),
+    (_adversary_ppo(num_envs=8), "adversary.num_envs"),  # the curriculum sets the adversary's run size
+    (CONFIG.replace(n_walls=20), "n_walls"),  # no random levels in PAIRED
+    (CONFIG.replace(ppo=CONFIG.ppo.replace(total_timesteps=N * T)), "total_timesteps"),
+    (CONFIG.replace(clip_regret="yes"), "clip_regret"),
 ])
-def test_config_errors_name_the_field(change, field):
+def test_config_errors_name_the_field(config, field):
     with pytest.raises(ConfigError) as e:
-        paired.make_train(dataclasses.replace(CONFIG, **change), envs.make("maze"))
+        paired.make_train(config, envs.make("maze"))
     assert e.value.field == field and "paired.Config" in str(e.value)
 
 

@@ -27,12 +27,19 @@ from typing import Any, Callable, Generic, TypeVar
 
 import jax
 import jax.numpy as jnp
+import tyro
 
-__all__ = ["Train", "scan_updates", "SEED_AXIS", "uniform_over_seeds", "static_field"]
+__all__ = ["Train", "scan_updates", "SEED_AXIS", "uniform_over_seeds", "static_field", "FLAT_FLAGS"]
 
 #: Name of the vmapped axis over seeds under which the runner calls ``Train.update``
 #: (``jax.vmap(train.update, axis_name=SEED_AXIS)``).
 SEED_AXIS = "seed"
+
+#: Marks a nested config whose command-line flags carry no prefix: a field annotated
+#: ``Annotated[ppo.Config, FLAT_FLAGS]`` gives ``--learning-rate``, not ``--ppo.learning-rate`` (``jaxrl-self``
+#: keeps a nested config's prefix otherwise, e.g. ``--adversary.learning-rate``). Only the command line reads it.
+FLAT_FLAGS = tyro.conf.arg(name="")
+
 
 def static_field(default: Any) -> Any:
     """A config field that is *static* (``pytree_node=False``): it fixes shapes or Python control flow, so it

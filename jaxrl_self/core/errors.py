@@ -1,9 +1,10 @@
 """Errors with messages that name the field, the value and what is allowed."""
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Iterator
 
-__all__ = ["ConfigError", "NonFiniteLossError", "CheckpointMismatchError", "check_field"]
+__all__ = ["ConfigError", "NonFiniteLossError", "CheckpointMismatchError", "check_field", "errors_within"]
 
 
 class ConfigError(ValueError):
@@ -37,3 +38,14 @@ def check_field(owner: str, field: str, value: Any, ok: bool, allowed: str) -> N
     """Raise :class:`ConfigError` unless ``ok``. Use only on concrete (non-traced) values."""
     if not ok:
         raise ConfigError(field, value, allowed, owner)
+
+
+@contextlib.contextmanager
+def errors_within(owner: str, prefix: str = "") -> Iterator[None]:
+    """Re-raise a :class:`ConfigError` from a nested config's ``validate`` as one of ``owner``, its field
+    prefixed (``prefix="adversary."``: ``paired.Config.adversary.learning_rate``; ``""`` for a nested config
+    whose flags are flat on the command line, e.g. a curriculum's student PPO)."""
+    try:
+        yield
+    except ConfigError as e:
+        raise ConfigError(prefix + e.field, e.value, e.allowed, owner) from None

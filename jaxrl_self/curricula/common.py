@@ -4,10 +4,10 @@ A UED curriculum on a :class:`~jaxrl_self.core.LevelEnv` repeats one *cycle*: ch
 ones, replayed ones from a buffer, edited ones...), roll the student out on them, score them, maybe update the
 buffer, maybe take PPO gradient steps. This module holds the parts that do not depend on how levels are chosen:
 
-* :class:`StudentConfig` — the PPO hyper-parameters of the student (defaults: jaxued's ``maze_plr.py``:
-  32 envs x 256 steps, 5 epochs of 1 minibatch, lr 1e-4 annealed, γ = 0.995, λ = 0.98, entropy 1e-3, the maze
-  LSTM-256 agent), the level generator's wall budget and the held-out evaluation settings. Each curriculum's
-  ``Config`` extends it.
+* :class:`StudentConfig` — the student's PPO, a nested :class:`~jaxrl_self.algos.ppo.Config` (defaults
+  :func:`student_ppo`, jaxued's ``maze_plr.py``: 32 envs x 256 steps, 5 epochs of 1 minibatch, lr 1e-4
+  annealed, γ = 0.995, λ = 0.98, entropy 1e-3, the maze LSTM-256 agent), the level generator's wall budget and
+  the held-out evaluation settings. Each curriculum's ``Config`` extends it.
 * :class:`Student` (:func:`make_student`) — network, optimiser and environments; :func:`init_params`.
 * :func:`rollout_on_levels` — reset ``N`` environments to ``N`` given levels, act ``num_steps`` steps with a
   zero initial LSTM state; every episode that ends restarts *on the same level*
@@ -23,7 +23,7 @@ buffer, maybe take PPO gradient steps. This module holds the parts that do not d
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 
 import flax.linen as nn
 import jax
@@ -34,9 +34,10 @@ from flax import struct
 
 from jaxrl_self import rl
 from jaxrl_self.algos import ppo
+from jaxrl_self.core.algorithm import FLAT_FLAGS
 from jaxrl_self.core.algorithm import static_field as static
 from jaxrl_self.core.environment import Environment, LevelEnv, tree_select
-from jaxrl_self.core.errors import ConfigError
+from jaxrl_self.core.errors import ConfigError, errors_within
 from jaxrl_self.curricula import evaluation
 from jaxrl_self.curricula.level_sampler import LevelBuffer, LevelSampler
 from jaxrl_self.curricula.scores import SCORE_FUNCTIONS, LevelScores, compute_scores, episode_stats
@@ -48,6 +49,7 @@ __all__ = [
     "REPLAY",
     "MUTATE",
     "static",
+    "student_ppo",
     "StudentConfig",
     "Student",
     "make_student",
@@ -87,29 +89,31 @@ def check_positive_int(owner: str, name: str, value: Any, minimum: int = 1) -> N
 
 
 # ============================================================================================ configuration
+def student_ppo(**changes: Any) -> ppo.Config:
+    """The curricula's student PPO, jaxued's ``examples/maze_plr.py`` except the run length (2M env steps
+    here, 245M there): 32 envs x 256 steps, 5 epochs of 1 minibatch, the maze LSTM-256 agent, lr 1e-4 annealed,
+    γ 0.995, λ 0.98, clip 0.2, entropy 1e-3, normalised advantages, clipped value loss; ``changes`` replace
+    fields (``student_ppo(num_envs=8, lstm_features=32)``)."""
+    base = ppo.Config(total_timesteps=2_000_000, num_envs=32, num_steps=256, update_epochs=5, num_minibatches=1,
+                      network="auto", lstm_features=256, anneal_lr=True, normalize_obs=False,
+                      normalize_advantages=True, clip_value_loss=True, learning_rate=1e-4, gamma=0.995,
+                      gae_lambda=0.98, clip_eps=0.2, ent_coef=1e-3, vf_coef=0.5, max_grad_norm=0.5, adam_eps=1e-5)
+    return base.replace(**changes)
+
+
 @struct.dataclass
 class StudentConfig:
-    """The student's PPO hyper-parameters, the level generator and the held-out evaluation.
+    """The student's PPO (a :class:`~jaxrl_self.algos.ppo.Config`), the level generator and the held-out
+    evaluation; every curriculum's ``Config`` extends it.
 
-    Defaults are jaxued's ``examples/maze_plr.py`` except the run length (2M env steps here, 245M there).
-    Static fields fix shapes or control flow; the numeric ones at the end are traced (a vmapped sweep).
+    ``ppo.total_timesteps`` is the run's environment-step budget, all environments and all kinds of cycle
+    counted; ``ppo.num_envs`` the levels of one cycle; ``ppo.num_steps`` the steps per level per cycle. The
+    student's PPO flags are flat on the command line (``--num-envs``, ``--learning-rate``). Static fields fix
+    shapes or control flow; the numeric ones (the PPO's) are traced (a vmapped sweep).
     """
 
-    # -- run size (static)
-    total_timesteps: int = static(2_000_000)
-    """environment steps in the run, all environments and all kinds of cycle counted"""
-    num_envs: int = static(32)
-    """parallel environments (levels) per cycle"""
-    num_steps: int = static(256)
-    """steps per environment per cycle (rollout length; the PPO sequence length)"""
-    update_epochs: int = static(5)
-    """PPO epochs over each rollout"""
-    num_minibatches: int = static(1)
-    """minibatches per epoch (made of whole environments; must divide num_envs)"""
-    lstm_features: int = static(256)
-    """LSTM units of the maze agent (conv 3x3x16 + direction embedding -> LSTM -> 32-unit heads)"""
-    anneal_lr: bool = static(True)
-    """decay the learning rate linearly to 0 over the run's updates (per gradient update, as jaxued)"""
+    ppo: Annotated[ppo.Config, FLAT_FLAGS] = student_ppo()
+    """the student's PPO hyper-parameters (default :func:`student_ppo`)"""
     # -- levels (static)
     n_walls: int | None = static(None)
     """wall budget of the random-level generator (walls drawn with replacement); None: the environment's own
@@ -130,47 +134,22 @@ class StudentConfig:
     """seed of the procedural held-out levels (the same levels in every run)"""
     eval_greedy: bool = static(False)
     """evaluate the most likely action instead of sampling"""
-    # -- numeric hyper-parameters (traced)
-    learning_rate: float = 1e-4
-    """Adam step size (start value when annealed)"""
-    gamma: float = 0.995
-    """discount factor"""
-    gae_lambda: float = 0.98
-    """GAE λ"""
-    clip_eps: float = 0.2
-    """PPO ratio clip ε (also the value-clip range)"""
-    ent_coef: float = 1e-3
-    """entropy bonus coefficient"""
-    vf_coef: float = 0.5
-    """value loss coefficient"""
-    max_grad_norm: float = 0.5
-    """global gradient-norm clip"""
-    adam_eps: float = 1e-5
-    """Adam ε"""
 
     @property
     def owner(self) -> str:
         return type(self).__module__.rsplit(".", 1)[-1] + ".Config"
 
-    def ppo_config(self) -> ppo.Config:
-        """The student's :class:`jaxrl_self.algos.ppo.Config` (recurrent maze agent, normalised advantages,
-        clipped value loss)."""
-        return ppo.Config(
-            total_timesteps=self.total_timesteps, num_envs=self.num_envs, num_steps=self.num_steps,
-            update_epochs=self.update_epochs, num_minibatches=self.num_minibatches, network="auto",
-            lstm_features=self.lstm_features, anneal_lr=self.anneal_lr, normalize_obs=False,
-            normalize_advantages=True, clip_value_loss=True, learning_rate=self.learning_rate, gamma=self.gamma,
-            gae_lambda=self.gae_lambda, clip_eps=self.clip_eps, ent_coef=self.ent_coef, vf_coef=self.vf_coef,
-            max_grad_norm=self.max_grad_norm, adam_eps=self.adam_eps,
-        )
-
     def validate(self, env: Environment | None = None, env_params: Any = None) -> None:
         """Raise :class:`~jaxrl_self.core.ConfigError` naming the first bad field (traced values skipped)."""
         owner = self.owner
-        try:
-            self.ppo_config().validate(env, env_params)
-        except ConfigError as e:
-            raise ConfigError(e.field, e.value, e.allowed, owner) from None
+        if not isinstance(self.ppo, ppo.Config):
+            raise ConfigError("ppo", type(self.ppo).__name__, "a jaxrl_self.algos.ppo.Config "
+                              "(curricula.common.student_ppo(...) has the curricula's defaults)", owner)
+        with errors_within(owner):
+            self.ppo.validate(env, env_params)
+        if self.ppo.normalize_obs:
+            raise ConfigError("normalize_obs", True, "False (curricula roll the student out on raw level "
+                              "observations)", owner)
         if env is not None and not isinstance(env, LevelEnv):
             raise ConfigError("env", repr(env), "a level environment (LevelEnv, e.g. 'maze')", owner)
         if self.n_walls is not None:
@@ -251,7 +230,7 @@ def make_student(config: StudentConfig, env: LevelEnv, env_params: Any, num_upda
     params = env.default_params if env_params is None else env_params
     if config.episode_steps is not None:
         params = params.replace(max_steps_in_episode=int(config.episode_steps))
-    cfg = config.ppo_config()
+    cfg = config.ppo
     network = ppo.make_network(cfg, env.action_space(params).n, ppo.resolve_network(cfg, env, params))
     return Student(config=cfg, network=network, tx=ppo.make_optimizer(cfg, num_updates), env=env,
                    replay_env=ReplayLevel(env), env_params=params)
@@ -413,8 +392,8 @@ def learn_step(student: Student, key: jax.Array, params: Any, opt_state: Any, ro
 def learning_rate_at(config: StudentConfig, grad_updates: jax.Array, num_updates: int) -> jax.Array:
     """The learning rate of the next gradient update after ``grad_updates`` of them (the optimiser's schedule:
     ``lr * (1 - k / num_updates)`` when annealed; it advances only on updates that took gradient steps)."""
-    lr = jnp.asarray(config.learning_rate, jnp.float32)
-    if config.anneal_lr:
+    lr = jnp.asarray(config.ppo.learning_rate, jnp.float32)
+    if config.ppo.anneal_lr:
         lr = lr * (1.0 - jnp.asarray(grad_updates, jnp.float32) / num_updates)
     return lr
 
@@ -529,7 +508,7 @@ def make_eval(config: StudentConfig, env: LevelEnv, env_params: Any = None, max_
     """``evaluate(params, key, env_params=None, num_episodes=16) -> ppo.EvalResult`` for ``jaxrl-self eval``
     (:func:`jaxrl_self.algos.ppo.make_eval` with the student's network; default time limit
     ``config.eval_max_steps``, sampling unless ``config.eval_greedy``)."""
-    return ppo.make_eval(config.ppo_config(), env, env_params,
+    return ppo.make_eval(config.ppo, env, env_params,
                          max_steps=config.eval_max_steps if max_steps is None else max_steps,
                          greedy=config.eval_greedy if greedy is None else greedy)
 

@@ -7,7 +7,8 @@
 
     from jaxrl_self import envs
     from jaxrl_self.curricula import dr
-    train = dr.make_train(dr.Config(total_timesteps=1_000_000), envs.make("maze"))
+    from jaxrl_self.curricula.common import student_ppo
+    train = dr.make_train(dr.Config(ppo=student_ppo(total_timesteps=1_000_000)), envs.make("maze"))
     state, metrics = jax.jit(jax.vmap(train))(jax.random.split(key, 3))
 
 The baseline of every UED comparison (Jiang et al., 2021; Parker-Holder et al., 2022): every episode is played
@@ -86,13 +87,13 @@ class Metrics:
 def make_train(config: Config, env: LevelEnv, env_params: Any = None) -> Train[RunState]:
     """DR as a :class:`~jaxrl_self.core.Train`; ``train(key) -> (RunState, Metrics)``."""
     config.validate(env, env_params)
-    num_updates = config.total_timesteps // (config.num_envs * config.num_steps)
+    num_updates = config.ppo.num_updates
     student = common.make_student(config, env, env_params, num_updates)
     generator = common.level_generator(env, config.n_walls)
     dr_env = LogWrapper(common.ResampleFrom(env, generator))
     params_env = student.env_params
     evaluate, heldout = common.make_student_eval(config, student)
-    n, batch = config.num_envs, config.num_envs * config.num_steps
+    n, batch = config.ppo.num_envs, config.ppo.batch_size
 
     def init(key: jax.Array) -> RunState:
         k_params, k_env, k_run = jax.random.split(key, 3)
@@ -110,7 +111,7 @@ def make_train(config: Config, env: LevelEnv, env_params: Any = None) -> Train[R
         # 1. collect, 2. values and advantages
         carry0 = state.rollout.carry
         rollout_state, traj = ppo.collect(k_collect, student.network, state.params, dr_env, params_env,
-                                          state.rollout, config.num_steps)
+                                          state.rollout, config.ppo.num_steps)
         values, next_values = ppo.rollout_values(student.network, state.params, traj)
         advantages, targets = ppo.compute_advantages(student.config, traj, values, next_values)
         ro = common.Rollout(traj=traj, values=values, advantages=advantages, targets=targets, carry0=carry0)

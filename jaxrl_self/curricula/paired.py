@@ -33,18 +33,18 @@ the **protagonist** and the **antagonist**, that play those levels. One update, 
    episode terminates there: nothing is bootstrapped). The students get the maze's reward; the antagonist,
    as in minimax and jaxued, has no regret bonus of its own.
 5. **learn**: one PPO update per agent (:func:`jaxrl_self.algos.ppo.learn` through
-   :func:`~jaxrl_self.curricula.common.learn_step` for the students), students with the student fields of the
-   config, the adversary with the ``adversary_*`` ones. A non-finite loss or gradient in any of the three skips
+   :func:`~jaxrl_self.curricula.common.learn_step` for the students), students with the config's ``ppo``,
+   the adversary with ``adversary.ppo``. A non-finite loss or gradient in any of the three skips
    the whole update for all three (``RunState.nonfinite_update``).
 6. **watch**: regret, returns, the designed levels (walls, shortest path, solvable fraction), the three PPO
    updates, and every ``eval_every`` updates the protagonist on the held-out mazes
    (:mod:`jaxrl_self.curricula.evaluation`).
 
-Defaults: the students' are those of every curriculum here (:class:`~jaxrl_self.curricula.common.StudentConfig`,
+Defaults: the students' are those of every curriculum here (:func:`~jaxrl_self.curricula.common.student_ppo`,
 jaxued's maze scripts: 32 levels x 256 steps, 5 epochs of 1 minibatch, lr 1e-4 annealed, γ 0.995, λ 0.98,
-entropy 1e-3); the editor's and the adversary's are minimax's ``configs/maze/paired.json`` (60 wall steps,
-noise dimension 50, conv 128 + LSTM 256, entropy 0.05, otherwise the students' PPO settings), regret clipped at
-0. ``env_steps`` and ``total_timesteps`` count the steps of *both* students (``2 * num_envs * num_steps`` per
+entropy 1e-3); the editor's and the adversary's (:class:`AdversaryConfig`, :func:`adversary_ppo`) are minimax's
+``configs/maze/paired.json`` (60 wall steps, noise dimension 50, conv 128 + LSTM 256, entropy 0.05, otherwise the
+students' PPO settings), regret clipped at 0. ``env_steps`` and ``total_timesteps`` count the steps of *both* students (``2 * num_envs * num_steps`` per
 update, jaxued's count); the adversary's design steps are not counted.
 
 ``RunState.params`` / ``opt_state`` are :class:`Agents` triples; :func:`make_eval` (``jaxrl-self eval``)
@@ -53,7 +53,7 @@ evaluates the protagonist.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Annotated, Any
 
 import jax
 import jax.numpy as jnp
@@ -62,9 +62,9 @@ from flax import struct
 
 from jaxrl_self import rl
 from jaxrl_self.algos import ppo
-from jaxrl_self.core.algorithm import Train
+from jaxrl_self.core.algorithm import FLAT_FLAGS, Train
 from jaxrl_self.core.environment import Environment, LevelEnv
-from jaxrl_self.core.errors import ConfigError
+from jaxrl_self.core.errors import ConfigError, errors_within
 from jaxrl_self.core.spaces import Dict, Discrete
 from jaxrl_self.curricula import common, evaluation
 from jaxrl_self.curricula.common import StudentConfig, static
@@ -76,6 +76,8 @@ from jaxrl_self.rl.rollout import Trajectory
 __all__ = [
     "NAME",
     "DEFAULT_ENV",
+    "adversary_ppo",
+    "AdversaryConfig",
     "Config",
     "Agents",
     "RunState",
@@ -95,110 +97,138 @@ DEFAULT_ENV = "maze"
 
 
 # ============================================================================================ configuration
-@struct.dataclass
-class Config(StudentConfig):
-    """PAIRED: the students' settings (the fields of :class:`~jaxrl_self.curricula.common.StudentConfig`, used by
-    the protagonist and the antagonist alike; ``total_timesteps`` counts both), the editor, the adversary and
-    the regret. Static fields fix shapes or control flow; the numeric ones are traced (a vmapped sweep)."""
+def adversary_ppo(**changes: Any) -> ppo.Config:
+    """The adversary's PPO, minimax's ``configs/maze/paired.json``: LSTM 256, 5 epochs of 1 minibatch, lr 1e-4
+    annealed, γ 0.995, λ 0.98, clip 0.2, entropy 0.05, value coefficient 0.5, grad-norm clip 0.5. Its run size
+    (``total_timesteps``, ``num_envs``, ``num_steps``) is not its own: the curriculum sets it (one design per
+    student level, ``n_walls + 2`` steps each, one update per cycle), so those three stay at these defaults."""
+    base = ppo.Config(total_timesteps=1, num_envs=1, num_steps=1, update_epochs=5, num_minibatches=1,
+                      lstm_features=256, anneal_lr=True, normalize_obs=False, normalize_advantages=True,
+                      clip_value_loss=True, learning_rate=1e-4, gamma=0.995, gae_lambda=0.98, clip_eps=0.2,
+                      ent_coef=0.05, vf_coef=0.5, max_grad_norm=0.5, adam_eps=1e-5)
+    return base.replace(**changes)
 
+
+_DERIVED = ("total_timesteps", "num_envs", "num_steps")  # the adversary's run size, set by the curriculum
+
+
+@struct.dataclass
+class AdversaryConfig:
+    """A level-designing adversary: the maze editor it writes in, its network and its PPO. PAIRED's adversary
+    and the grounded maze teacher (:mod:`jaxrl_self.teach.soar_maze`) are both one of these.
+
+    On the command line its flags carry the prefix of the field holding it: ``--adversary.learning-rate``,
+    ``--adversary.n-walls``."""
+
+    ppo: Annotated[ppo.Config, FLAT_FLAGS] = adversary_ppo()
+    """the adversary's PPO (default :func:`adversary_ppo`; run size set by the curriculum)"""
     # -- the editor (static)
     n_walls: int = static(60)
-    """wall-placement steps of the adversary's editor (a design is n_walls + 2 steps; at most n_walls walls)"""
+    """wall-placement steps of the editor (a design is n_walls + 2 steps; at most n_walls walls)"""
     noise_dim: int = static(50)
     """length of the adversary's random noise vector (0: none)"""
     editor_order: str = static("goal_first")
     """'goal_first' (goal, agent, then walls: the PAIRED paper, jaxued) or 'walls_first' (minimax's PAIRED)"""
     noise_per_step: bool = static(False)
     """redraw the noise at every design step (dcd, minimax) instead of once per design"""
-    # -- the adversary (static)
-    adversary_lstm_features: int = static(256)
-    """LSTM units of the adversary"""
-    adversary_conv_features: int = static(128)
+    # -- the network (static; its LSTM width is ppo.lstm_features)
+    conv_features: int = static(128)
     """conv filters of the adversary on the level image (minimax: 128)"""
-    adversary_update_epochs: int = static(5)
-    """PPO epochs per update of the adversary"""
-    adversary_num_minibatches: int = static(1)
-    """PPO minibatches per epoch of the adversary (made of whole designs; must divide num_envs)"""
-    clip_regret: bool = static(True)
-    """clip the regret at 0 (minimax's relative_regret) or not (jaxued's est_regret)"""
-    # -- the adversary (traced)
-    adversary_learning_rate: float = 1e-4
-    """Adam step size of the adversary (annealed like the students' when anneal_lr)"""
-    adversary_gamma: float = 0.995
-    """adversary's discount factor over design steps"""
-    adversary_gae_lambda: float = 0.98
-    """adversary's GAE λ"""
-    adversary_clip_eps: float = 0.2
-    """adversary's PPO ratio clip (also its value clip)"""
-    adversary_ent_coef: float = 0.05
-    """adversary's entropy bonus coefficient (minimax 0.05; jaxued 1e-3)"""
-    adversary_vf_coef: float = 0.5
-    """adversary's value loss coefficient"""
-
-    # ------------------------------------------------------------------------------------------ derived
-    @property
-    def env_steps_per_update(self) -> int:
-        """Student steps per update: ``2 * num_envs * num_steps`` (protagonist and antagonist)."""
-        return 2 * self.num_envs * self.num_steps
-
-    @property
-    def num_updates(self) -> int:
-        return self.total_timesteps // self.env_steps_per_update
 
     @property
     def design_steps(self) -> int:
         """Steps of one design episode: ``n_walls + 2``."""
         return self.n_walls + 2
 
-    def adversary_ppo(self) -> ppo.Config:
-        """The adversary's PPO config (rollout: ``num_envs`` editors x ``design_steps`` steps; ``max_grad_norm``,
-        ``adam_eps`` and ``anneal_lr`` shared with the students; the ``network`` field is unused)."""
-        return ppo.Config(
-            total_timesteps=max(1, self.num_updates) * self.num_envs * self.design_steps, num_envs=self.num_envs,
-            num_steps=self.design_steps, update_epochs=self.adversary_update_epochs,
-            num_minibatches=self.adversary_num_minibatches, lstm_features=self.adversary_lstm_features,
-            anneal_lr=self.anneal_lr, learning_rate=self.adversary_learning_rate, gamma=self.adversary_gamma,
-            gae_lambda=self.adversary_gae_lambda, clip_eps=self.adversary_clip_eps,
-            ent_coef=self.adversary_ent_coef, vf_coef=self.adversary_vf_coef, max_grad_norm=self.max_grad_norm,
-            adam_eps=self.adam_eps)
+    def run_ppo(self, num_designs: int, num_updates: int) -> ppo.Config:
+        """The adversary's PPO with its run size: ``num_designs`` editors x ``design_steps`` steps per update,
+        ``num_updates`` updates."""
+        return self.ppo.replace(total_timesteps=max(1, num_updates) * num_designs * self.design_steps,
+                                num_envs=num_designs, num_steps=self.design_steps)
 
-    # ------------------------------------------------------------------------------------------ checks
-    def validate(self, env: Environment | None = None, env_params: Any = None) -> None:
-        """Raise :class:`~jaxrl_self.core.ConfigError` naming the first bad field (traced values are skipped);
+    def validate(self, owner: str, prefix: str = "adversary.", env: Environment | None = None,
+                 num_designs: int = 1) -> None:
+        """Raise :class:`~jaxrl_self.core.ConfigError` (of ``owner``, fields prefixed) for the first bad field;
         with ``env``, also check that it is a maze-like level environment the editor can build levels for."""
-        owner = self.owner
         if env is not None:
             base = env.unwrapped
             if not isinstance(base, LevelEnv) or not all(
                     isinstance(getattr(base, a, None), int) for a in ("height", "width")):
                 raise ConfigError("env", repr(env), "a maze-like LevelEnv with integer height and width "
                                   "(e.g. envs.make('maze'))", owner)
-        if not isinstance(self.n_walls, (int, np.integer)) or isinstance(self.n_walls, bool):
-            raise ConfigError("n_walls", self.n_walls, "an int >= 0 (the editor's wall steps)", owner)
+        with errors_within(owner, prefix):
+            if not isinstance(self.ppo, ppo.Config):
+                raise ConfigError("ppo", type(self.ppo).__name__, "a jaxrl_self.algos.ppo.Config "
+                                  "(curricula.paired.adversary_ppo(...) has the defaults)")
+            default = adversary_ppo()
+            for name in _DERIVED:
+                if getattr(self.ppo, name) != getattr(default, name):
+                    raise ConfigError(name, getattr(self.ppo, name), f"{getattr(default, name)}, its default (the "
+                                      "curriculum sets the adversary's run size: one design per level, n_walls + 2 "
+                                      "steps, one update per cycle)")
+            if not isinstance(self.n_walls, (int, np.integer)) or isinstance(self.n_walls, bool) or self.n_walls < 0:
+                raise ConfigError("n_walls", self.n_walls, "an int >= 0 (the editor's wall steps)")
+            if env is not None and self.n_walls > env.unwrapped.height * env.unwrapped.width - 2:
+                raise ConfigError("n_walls", self.n_walls,
+                                  f"an int in [0, {env.unwrapped.height * env.unwrapped.width - 2}]")
+            common.check_positive_int("", "noise_dim", self.noise_dim, 0)
+            common.check_positive_int("", "conv_features", self.conv_features)
+            if self.editor_order not in EDITOR_ORDERS:
+                raise ConfigError("editor_order", self.editor_order, f"one of {EDITOR_ORDERS}")
+            if not isinstance(self.noise_per_step, (bool, np.bool_)):
+                raise ConfigError("noise_per_step", self.noise_per_step, "True or False")
+            if self.ppo.normalize_obs:
+                raise ConfigError("normalize_obs", True, "False (the editor's observations are not normalised)")
+            if num_designs % self.ppo.num_minibatches:
+                raise ConfigError("num_minibatches", self.ppo.num_minibatches,
+                                  f"a divisor of num_envs={num_designs} (minibatches are made of whole designs)")
+            self.run_ppo(num_designs, 1).validate()
+
+
+@struct.dataclass
+class Config(StudentConfig):
+    """PAIRED: the students' settings (:class:`~jaxrl_self.curricula.common.StudentConfig`, used by the
+    protagonist and the antagonist alike; ``ppo.total_timesteps`` counts both), the adversary and the regret.
+    Static fields fix shapes or control flow; the numeric ones are traced (a vmapped sweep)."""
+
+    adversary: AdversaryConfig = AdversaryConfig()
+    """the level designer: editor, network and PPO (flags ``--adversary.*``)"""
+    clip_regret: bool = static(True)
+    """clip the regret at 0 (minimax's relative_regret) or not (jaxued's est_regret)"""
+
+    # ------------------------------------------------------------------------------------------ derived
+    @property
+    def env_steps_per_update(self) -> int:
+        """Student steps per update: ``2 * num_envs * num_steps`` (protagonist and antagonist)."""
+        return 2 * self.ppo.batch_size
+
+    @property
+    def num_updates(self) -> int:
+        return self.ppo.total_timesteps // self.env_steps_per_update
+
+    def adversary_ppo(self) -> ppo.Config:
+        """The adversary's PPO config with its run size (``num_envs`` editors x ``design_steps`` steps)."""
+        return self.adversary.run_ppo(self.ppo.num_envs, self.num_updates)
+
+    # ------------------------------------------------------------------------------------------ checks
+    def validate(self, env: Environment | None = None, env_params: Any = None) -> None:
+        """Raise :class:`~jaxrl_self.core.ConfigError` naming the first bad field (traced values are skipped);
+        with ``env``, also check that it is a maze-like level environment the editor can build levels for."""
+        owner = self.owner
+        if not isinstance(self.adversary, AdversaryConfig):
+            raise ConfigError("adversary", type(self.adversary).__name__, "a paired.AdversaryConfig", owner)
+        self.adversary.validate(owner, "adversary.", env, self.ppo.num_envs if isinstance(self.ppo, ppo.Config)
+                                else 1)
         super().validate(env, env_params)
-        for name in ("adversary_lstm_features", "adversary_conv_features", "adversary_update_epochs",
-                     "adversary_num_minibatches"):
-            common.check_positive_int(owner, name, getattr(self, name))
-        common.check_positive_int(owner, "noise_dim", self.noise_dim, 0)
-        if self.total_timesteps < self.env_steps_per_update:
-            raise ConfigError("total_timesteps", self.total_timesteps,
+        if self.n_walls is not None:
+            raise ConfigError("n_walls", self.n_walls, "None (PAIRED has no random levels; the editor's wall "
+                              "steps are adversary.n_walls)", owner)
+        if self.ppo.total_timesteps < self.env_steps_per_update:
+            raise ConfigError("total_timesteps", self.ppo.total_timesteps,
                               f">= 2 * num_envs * num_steps = {self.env_steps_per_update} (one update: both "
                               "students play every level)", owner)
-        if self.editor_order not in EDITOR_ORDERS:
-            raise ConfigError("editor_order", self.editor_order, f"one of {EDITOR_ORDERS}", owner)
-        for name in ("noise_per_step", "clip_regret"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise ConfigError(name, getattr(self, name), "True or False", owner)
-        if self.num_envs % self.adversary_num_minibatches:
-            raise ConfigError("adversary_num_minibatches", self.adversary_num_minibatches,
-                              f"a divisor of num_envs={self.num_envs} (minibatches are made of whole designs)", owner)
-        try:
-            self.adversary_ppo().validate()
-        except ConfigError as e:
-            ours = {"learning_rate": "adversary_learning_rate", "gamma": "adversary_gamma",
-                    "gae_lambda": "adversary_gae_lambda", "clip_eps": "adversary_clip_eps",
-                    "ent_coef": "adversary_ent_coef", "vf_coef": "adversary_vf_coef"}.get(e.field, e.field)
-            raise ConfigError(ours, e.value, e.allowed, owner) from None
+        if not isinstance(self.clip_regret, (bool, np.bool_)):
+            raise ConfigError("clip_regret", self.clip_regret, "True or False", owner)
 
 
 # ============================================================================================ state and metrics
@@ -253,20 +283,19 @@ class Metrics:
 
 
 # ============================================================================================ pieces
-def make_editor(config: Config, env: LevelEnv) -> MazeEditor:
-    """The :class:`~jaxrl_self.envs.maze.MazeEditor` that builds ``env``'s levels under ``config``."""
+def make_editor(adversary: AdversaryConfig, env: LevelEnv) -> MazeEditor:
+    """The :class:`~jaxrl_self.envs.maze.MazeEditor` that builds ``env``'s levels under ``adversary``."""
     base = env.unwrapped
-    return MazeEditor(base.height, base.width, config.n_walls, config.noise_dim, order=config.editor_order,
-                      noise_per_step=config.noise_per_step)
+    return MazeEditor(base.height, base.width, adversary.n_walls, adversary.noise_dim, order=adversary.editor_order,
+                      noise_per_step=adversary.noise_per_step)
 
 
-def make_adversary_network(config: Config, editor: Environment) -> AdversaryActorCritic:
+def make_adversary_network(adversary: AdversaryConfig, editor: Environment) -> AdversaryActorCritic:
     """The adversary for ``editor``: one logit per cell, a time embedding over the design steps."""
     params = editor.default_params
     return AdversaryActorCritic(num_actions=editor.action_space(params).n,
                                 num_time_steps=int(editor.observation_space(params).spaces["time"].n),
-                                conv_features=config.adversary_conv_features,
-                                lstm_features=config.adversary_lstm_features)
+                                conv_features=adversary.conv_features, lstm_features=adversary.ppo.lstm_features)
 
 
 def episodic_returns(rewards: jax.Array, dones: jax.Array) -> EpisodeStats:
@@ -327,21 +356,21 @@ def make_train(config: Config, env: LevelEnv, env_params: Any = None, *,
     """PAIRED as a :class:`~jaxrl_self.core.Train`; ``train(key) -> (RunState, Metrics)``.
 
     ``env`` is the students' level environment (the maze). ``editor`` (default :func:`make_editor`) is any
-    environment whose design episodes last exactly ``config.design_steps`` steps, end ``terminated``, and report
+    environment whose design episodes last exactly ``config.adversary.design_steps`` steps, end ``terminated``, and report
     the level built in ``info["level"]``. ``config`` may hold traced numeric fields (a sweep under ``vmap``).
     """
     config.validate(env, env_params)
-    num_updates, n = config.num_updates, config.num_envs
+    num_updates, n = config.num_updates, config.ppo.num_envs
     student = common.make_student(config, env, env_params, num_updates)
     evaluate, heldout = common.make_student_eval(config, student)
-    editor = make_editor(config, env) if editor is None else editor
+    editor = make_editor(config.adversary, env) if editor is None else editor
     editor_params = editor.default_params
     if not isinstance(editor.action_space(editor_params), Discrete) or not isinstance(
             editor.observation_space(editor_params), Dict):
         raise ConfigError("editor", repr(editor), "an environment with a Discrete action space and dict "
                           "observations (image, time, noise)", config.owner)
     adversary_cfg = config.adversary_ppo()
-    adversary = make_adversary_network(config, editor)
+    adversary = make_adversary_network(config.adversary, editor)
     adversary_tx = ppo.make_optimizer(adversary_cfg, num_updates)
 
     def init(key: jax.Array) -> RunState:
@@ -364,12 +393,12 @@ def make_train(config: Config, env: LevelEnv, env_params: Any = None, *,
         k_reset, k_roll = jax.random.split(k_design)
         start = rl.rollout.reset(k_reset, editor, editor_params, n, adversary.initial_carry(n))
         _, design = ppo.collect(k_roll, adversary, params.adversary, editor, editor_params, start,
-                                config.design_steps)
+                                config.adversary.design_steps)
         levels = jax.tree.map(lambda x: x[-1], design.info["level"])  # as built after the last design step
 
         # 2. play: the protagonist and the antagonist (stacked: [protagonist, antagonist]) on the same levels
         students, students_opt = _stack(params.protagonist, params.antagonist), _stack(opt.protagonist, opt.antagonist)
-        rollouts = jax.vmap(lambda p, k: common.rollout_on_levels(student, p, k, levels, config.num_steps))(
+        rollouts = jax.vmap(lambda p, k: common.rollout_on_levels(student, p, k, levels, config.ppo.num_steps))(
             students, jax.random.split(k_play))
 
         # 3. regret per level: the antagonist's best episode minus the protagonist's mean episode

@@ -22,17 +22,18 @@ cycles whose slice 1 was replayed, else 0).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jaxrl_self.core.algorithm import Train
+from jaxrl_self.core.algorithm import FLAT_FLAGS, Train
 from jaxrl_self.core.environment import LevelEnv
 from jaxrl_self.core.errors import ConfigError
 from jaxrl_self.curricula import common, evaluation, plr
 from jaxrl_self.curricula.common import NEW, REPLAY, static
+from jaxrl_self.curricula.level_sampler import LevelSamplerConfig
 from jaxrl_self.curricula.plr import CycleCounts, Metrics, RunState, update_keys
 
 __all__ = ["NAME", "DEFAULT_ENV", "Config", "RunState", "Metrics", "num_slices", "make_train", "make_eval"]
@@ -48,14 +49,15 @@ class Config(plr.Config):
 
     exploratory_grad_updates: bool = static(False)
     """before the buffer is warm, take gradient steps on the (then new) levels of slice 1"""
-    replay_prob: float = 1.0
-    """probability that slice 1 is replayed once the buffer is minimum_fill_ratio full"""
+    sampler: Annotated[LevelSamplerConfig, FLAT_FLAGS] = LevelSamplerConfig(replay_prob=1.0)
+    """the level buffer; ``replay_prob`` (1 here) is the probability that slice 1 is replayed once the buffer is
+    ``minimum_fill_ratio`` full"""
 
     def validate(self, env=None, env_params=None) -> None:
         super().validate(env, env_params)
-        cycle = num_slices(self) * self.num_envs * self.num_steps
-        if self.total_timesteps < cycle:
-            raise ConfigError("total_timesteps", self.total_timesteps,
+        cycle = num_slices(self) * self.ppo.batch_size
+        if self.ppo.total_timesteps < cycle:
+            raise ConfigError("total_timesteps", self.ppo.total_timesteps,
                               f">= {num_slices(self)} slices x num_envs x num_steps = {cycle} (one cycle)", self.owner)
 
 
@@ -67,8 +69,8 @@ def num_slices(config: plr.Config) -> int:
 def make_train(config: Config, env: LevelEnv, env_params: Any = None) -> Train[RunState]:
     """Parallel PLR / ACCEL as a :class:`~jaxrl_self.core.Train`; ``train(key) -> (RunState, Metrics)``."""
     config.validate(env, env_params)
-    n, t, s = config.num_envs, config.num_steps, num_slices(config)
-    num_updates = config.total_timesteps // (s * n * t)
+    n, t, s = config.ppo.num_envs, config.ppo.num_steps, num_slices(config)
+    num_updates = config.ppo.total_timesteps // (s * n * t)
     student = common.make_student(config, env, env_params, num_updates)
     generator = common.level_generator(env, config.n_walls)
     sampler = plr.make_sampler(config)

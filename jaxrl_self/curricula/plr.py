@@ -42,7 +42,7 @@ select; the rollout and PPO code run once per update regardless, which keeps tha
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import jax
 import jax.numpy as jnp
@@ -51,7 +51,8 @@ from flax import struct
 
 from jaxrl_self.core.algorithm import Train
 from jaxrl_self.core.environment import LevelEnv
-from jaxrl_self.core.errors import ConfigError
+from jaxrl_self.core.algorithm import FLAT_FLAGS
+from jaxrl_self.core.errors import ConfigError, errors_within
 from jaxrl_self.curricula import common, evaluation
 from jaxrl_self.curricula.common import MUTATE, NEW, REPLAY, StudentConfig, static
 from jaxrl_self.curricula.level_sampler import LevelBuffer, LevelSampler, LevelSamplerConfig
@@ -75,12 +76,6 @@ NAME = "plr"
 DEFAULT_ENV = "maze"
 BRANCH_NAMES = ("new", "replay", "mutate")
 
-#: our field name -> LevelSamplerConfig field name (for error messages)
-_SAMPLER_FIELDS = {"buffer_capacity": "capacity", "prioritization": "prioritization", "top_k": "top_k",
-                   "duplicate_check": "duplicate_check", "temperature": "temperature",
-                   "staleness_coef": "staleness_coef", "replay_prob": "replay_prob",
-                   "minimum_fill_ratio": "minimum_fill_ratio"}
-
 
 # ============================================================================================ configuration
 @struct.dataclass
@@ -96,31 +91,13 @@ class Config(StudentConfig):
     """take PPO gradient steps on new (and mutated) levels too: True = PLR, False = robust PLR (PLR⊥) / ACCEL"""
     use_accel: bool = static(False)
     """ACCEL: after each replay cycle, a cycle on edited copies of the replayed levels"""
-    buffer_capacity: int = static(4000)
-    """level buffer slots"""
-    prioritization: str = static("rank")
-    """score prioritisation: 'rank' ((1/rank)^(1/temperature)) or 'topk' (uniform over the top_k)"""
-    top_k: int = static(4)
-    """k of prioritization='topk'"""
-    duplicate_check: bool = static(True)
-    """a level already in the buffer updates its slot instead of taking a new one"""
+    # -- the level buffer
+    sampler: Annotated[LevelSamplerConfig, FLAT_FLAGS] = LevelSamplerConfig()
+    """the level buffer and its replay distribution (:class:`~jaxrl_self.curricula.LevelSamplerConfig`:
+    capacity 4000, rank prioritisation at temperature 0.3, staleness 0.3, replay_prob 0.8 once half full)"""
     # -- curriculum (traced)
-    replay_prob: float = 0.8
-    """probability of a replay cycle once the buffer is minimum_fill_ratio full"""
-    staleness_coef: float = 0.3
-    """ρ: weight of the staleness distribution in the replay distribution"""
-    temperature: float = 0.3
-    """β of the rank prioritisation (lower: greedier)"""
-    minimum_fill_ratio: float = 0.5
-    """no replay until the buffer is this full"""
     num_edits: int = 5
     """ACCEL: edits per mutated level"""
-
-    def sampler_config(self) -> LevelSamplerConfig:
-        return LevelSamplerConfig(
-            capacity=self.buffer_capacity, prioritization=self.prioritization, top_k=self.top_k,
-            duplicate_check=self.duplicate_check, temperature=self.temperature, staleness_coef=self.staleness_coef,
-            replay_prob=self.replay_prob, minimum_fill_ratio=self.minimum_fill_ratio)
 
     def validate(self, env=None, env_params=None) -> None:
         """Raise :class:`~jaxrl_self.core.ConfigError` naming the first bad field (traced values skipped)."""
@@ -130,11 +107,10 @@ class Config(StudentConfig):
         for name in ("exploratory_grad_updates", "use_accel"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ConfigError(name, getattr(self, name), "True or False", owner)
-        try:
-            self.sampler_config().validate()
-        except ConfigError as e:
-            ours = {v: k for k, v in _SAMPLER_FIELDS.items()}.get(e.field, e.field)
-            raise ConfigError(ours, e.value, e.allowed, owner) from None
+        if not isinstance(self.sampler, LevelSamplerConfig):
+            raise ConfigError("sampler", type(self.sampler).__name__, "a LevelSamplerConfig", owner)
+        with errors_within(owner):
+            self.sampler.validate()
         if not isinstance(self.num_edits, jax.core.Tracer):
             if not (np.ndim(self.num_edits) == 0 and float(self.num_edits) == int(self.num_edits)
                     and int(self.num_edits) >= 0):
@@ -142,7 +118,7 @@ class Config(StudentConfig):
 
 
 def make_sampler(config: Config) -> LevelSampler:
-    return LevelSampler(config.sampler_config())
+    return LevelSampler(config.sampler)
 
 
 # ============================================================================================ state and metrics
@@ -225,8 +201,8 @@ def update_keys(rng: jax.Array) -> UpdateKeys:
 def make_train(config: Config, env: LevelEnv, env_params: Any = None) -> Train[RunState]:
     """PLR / robust PLR / ACCEL as a :class:`~jaxrl_self.core.Train`; ``train(key) -> (RunState, Metrics)``."""
     config.validate(env, env_params)
-    n, t = config.num_envs, config.num_steps
-    num_updates = config.total_timesteps // (n * t)
+    n, t = config.ppo.num_envs, config.ppo.num_steps
+    num_updates = config.ppo.num_updates
     student = common.make_student(config, env, env_params, num_updates)
     generator = common.level_generator(env, config.n_walls)
     sampler = make_sampler(config)

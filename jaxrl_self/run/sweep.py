@@ -52,7 +52,7 @@ from jaxrl_self.run.metrics import chunk_rows, flatten_metrics, write_json
 from jaxrl_self.run.runner import algorithm_name, default_env_kwargs, load_algorithm, seed_keys
 from jaxrl_self.run.stats import final_value, mean_ci
 
-__all__ = ["SweepGroup", "SweepResult", "expand_grid", "group_configs", "stack_configs", "run_sweep",
+__all__ = ["SweepGroup", "SweepResult", "get_field", "expand_grid", "group_configs", "stack_configs", "run_sweep",
            "is_static_field"]
 
 
@@ -119,6 +119,14 @@ def _field(config: Any, dotted: str) -> dataclasses.Field:
             return fields[part]
         obj = getattr(obj, part)
     raise AssertionError  # pragma: no cover
+
+
+def get_field(config: Any, dotted: str) -> Any:
+    """The value at ``dotted`` (``"ppo.learning_rate"``) of a nested config."""
+    _field(config, dotted)
+    for part in dotted.split("."):
+        config = getattr(config, part)
+    return config
 
 
 def is_static_field(config: Any, dotted: str) -> bool:

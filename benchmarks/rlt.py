@@ -10,7 +10,10 @@ and from three other sources, and use those students as cold starts for GRPO.
 * **distillation**: ``num_distill`` problems of the RL difficulty; fresh students (``addition-long``) trained by
   supervised learning on (question, explanation, solution) from (a) the RL teacher (greedy), (b) the warm-up
   teacher (greedy), (c) plain (question, solution), (d) the task's scratchpad (oracle), each with the same number
-  of trained tokens (the loss tokens of the sequences: the sources differ in length, so the step counts differ);
+  of supervised steps of 64 sequences (``--distill-steps``, 3,000). ``--distill-steps 0`` matches trained (loss)
+  tokens instead (``--distill-tokens``), which gives the explanation sources a third of plain's steps: their ~16
+  explanation tokens per sequence count although most are easy, and the middle columns' sum digits stay at chance
+  for over 1,000 steps before they are learnt (the first results, ``rlt.md``, were token-matched);
 * **evaluation**: held-out greedy accuracy of each student at the trained difficulty and one harder;
 * **GRPO cold start**: each student, then the same GRPO budget with the task's verifier, the same evaluation.
 
@@ -37,7 +40,10 @@ def main(argv=None) -> int:
     parser.add_argument("--updates", type=int, default=150, help="RL updates of the teacher")
     parser.add_argument("--difficulty", type=int, default=4)
     parser.add_argument("--num-distill", type=int, default=1024)
-    parser.add_argument("--distill-tokens", type=int, default=1_500_000, help="trained tokens per student")
+    parser.add_argument("--distill-steps", type=int, default=3000,
+                        help="supervised steps per student, the same for every source (0: match --distill-tokens)")
+    parser.add_argument("--distill-tokens", type=int, default=1_500_000,
+                        help="with --distill-steps 0: trained (loss) tokens per student")
     parser.add_argument("--grpo-updates", type=int, default=60)
     parser.add_argument("--reader-steps", type=int, default=None, help="override rlt.Config.reader_steps")
     parser.add_argument("--reward-kl-coef", type=float, default=None, help="override λ (rlt.Config.reward_kl_coef)")
@@ -47,6 +53,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.updates, args.num_distill, args.distill_tokens, args.grpo_updates = 4, 128, 20_000, 2
+        args.distill_steps = min(args.distill_steps, 20)
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -132,7 +139,7 @@ def main(argv=None) -> int:
         expl, length, _ = sources[name]
         return rlt.distillation_data(problems, expl[seed], length[seed])
 
-    # 3. fresh students, the same number of trained tokens each; 4. evaluation; 5. GRPO from each
+    # 3. fresh students, the same number of supervised steps (or trained tokens) each; 4. evaluation; 5. GRPO
     held = {k: lm.held_out_problems(task, (k,), 256) for k in (d, hard)}
     evaluate = lm.make_evaluate(model_cfg, task, lm.EvalConfig(num_samples=0, ks=(), max_new_tokens=RESPONSE),
                                 prompt_layout="packed")
@@ -144,7 +151,7 @@ def main(argv=None) -> int:
         data = jax.tree.map(lambda *x: jnp.stack(x), *[dataset(name, s) for s in range(args.seeds)])
         per_seq = float(np.mean(np.asarray(jnp.sum(data.loss_mask, -1))))
         batch = 64
-        steps = max(1, int(round(args.distill_tokens / (batch * per_seq))))
+        steps = args.distill_steps or max(1, int(round(args.distill_tokens / (batch * per_seq))))
         sft = lm.SupervisedConfig(num_steps=steps, batch_size=batch, model=model_cfg, learning_rate=5e-4,
                                   warmup_steps=min(50, steps))
         student = lm.make_supervised(sft, jax.tree.map(lambda x: x[0], data), init_params=params0)

@@ -21,7 +21,9 @@ names with ``-`` or ``_``, help text from the field docstrings) and from :class:
 
 Bad input (unknown algorithm / environment / field, invalid values, a checkpoint made with another config)
 ends with a one-line error and exit status 2, before anything is compiled; a non-finite loss ends with
-exit status 3 (the last good checkpoint is kept).
+exit status 3 and a checkpoint that cannot be written (a full disk) with exit status 4 (the last good checkpoint
+is kept in both cases). ``--resume`` says ``resumed from update N (RUN_DIR/checkpoints/N)`` and sets an unreadable
+newest checkpoint aside (see :mod:`jaxrl_self.run.runner`).
 """
 from __future__ import annotations
 
@@ -188,19 +190,42 @@ def cmd_train(argv: Sequence[str]) -> int:
     return 0
 
 
+#: What the end-of-run summary lists of a run folder, in this order, when it is there.
+RUN_FILES = ("config.json", "metrics.jsonl", "metrics.csv", "summary.json", "learning_curve.png", "nonfinite.json",
+             "checkpoints/", "tb/")
+
+
+def run_files(run_dir: Path) -> list[str]:
+    """The entries of :data:`RUN_FILES` present in ``run_dir`` (folders with a trailing ``/``)."""
+    return [name for name in RUN_FILES if (run_dir / name.rstrip("/")).exists()]
+
+
 def _print_summary(summary: dict[str, Any], run_dir: Path | None) -> None:
     fr = summary.get("final_return") or {}
     lines = [f"run folder:   {run_dir}"]
+    if summary.get("resumed_from_update"):
+        where = summary.get("resumed_from_checkpoint")
+        lines.append(f"resumed:      from update {summary['resumed_from_update']}" + (f" ({where})" if where else ""))
+    for path in summary.get("set_aside_checkpoints") or ():
+        lines.append(f"set aside:    {path} (an unreadable checkpoint, kept for inspection)")
     lines.append(f"compile:      {summary.get('compile_s', 0):.1f} s   run: {summary.get('run_s', 0):.1f} s"
                  f"   checkpoints: {summary.get('checkpoint_s', 0):.1f} s")
-    if summary.get("env_steps_per_s"):
+    if summary.get("tokens_per_s"):  # a language-model run: its env steps are generated tokens
+        rate = f"{summary['tokens_per_s']:,.0f} tokens/s"
+        total = f"{summary.get('tokens', 0):,.0f} tokens"
+        if summary.get("completions_per_s") is not None:
+            rate += f", {summary['completions_per_s']:,.1f} completions/s"
+            total += f", {summary.get('completions', 0):,.0f} completions"
+        lines.append(f"throughput:   {rate} ({total} over {summary.get('num_seeds')} seed(s))")
+    elif summary.get("env_steps_per_s"):
         lines.append(f"throughput:   {summary['env_steps_per_s']:,.0f} env steps/s "
                      f"({summary.get('env_steps', 0):,.0f} env steps over {summary.get('num_seeds')} seed(s))")
     if fr.get("n"):
         ci = "" if fr["n"] < 2 else f" ± {(fr['ci_high'] - fr['ci_low']) / 2:.3g} (95% CI, {fr['n']} seeds)"
         lines.append(f"final return: {fr['mean']:.4g}{ci}   (mean over the last 10% of updates)")
-    if run_dir is not None:
-        lines.append(f"files:        {run_dir}/metrics.csv, summary.json, learning_curve.png, checkpoints/")
+    files = run_files(run_dir) if run_dir is not None else []
+    if files:
+        lines.append(f"files:        {run_dir}/{', '.join(files)}")
     print("\n".join(lines))
 
 
@@ -382,30 +407,39 @@ class PlotArgs:
     metric: str = "episode_return"
     """Metric to plot (a column of metrics.csv)."""
     out: str | None = None
-    """Image path (default: learning_curve.png / learning_curves.png in the folder)."""
+    """Image path (default: learning_curve.png / learning_curves.png in the folder; an existing image is replaced,
+    with a note on stderr)."""
     smooth: int = 1
     """Trailing moving average over this many updates."""
 
 
 def cmd_plot(argv: Sequence[str]) -> int:
-    from jaxrl_self.run.plot import plot
+    """Draw the curve and print the image's path; an image already there is replaced, and a line on stderr says so
+    (the curve is redrawn from metrics.jsonl, so nothing is lost; --out PATH writes elsewhere)."""
+    from jaxrl_self.run.plot import plot, plot_path
 
     args = _parse(PlotArgs, argv, "jaxrl-self plot", "Learning curves (mean ± 95% CI over seeds).")
-    print(plot(args.path, args.metric, args.out, args.smooth))
+    replaced = plot_path(args.path, args.metric, args.out).exists()
+    written = plot(args.path, args.metric, args.out, args.smooth)
+    if replaced:
+        print(f"note: replaced {written} (redrawn from metrics.jsonl; --out PATH writes elsewhere)", file=sys.stderr)
+    print(written)
     return 0
 
 
 def cmd_list(argv: Sequence[str]) -> int:
-    import jaxrl_self.algos as algos
+    """Algorithms (one line each: what it is, the environments it trains on) and environments."""
     from jaxrl_self import envs
-    from jaxrl_self.run.runner import algorithm_registry
+    from jaxrl_self.run.catalog import algorithm_catalog
 
-    print("algorithms:")
-    for n in sorted(algorithm_registry(algos)):
-        print(f"  {n}")
+    print("algorithms (jaxrl-self train ALGO --env NAME):")
+    for info in algorithm_catalog():
+        print(f"  {info.line()}")
     print("environments:")
-    for n, d in envs.describe().items():
-        print(f"  {n:<14} {d}")
+    described = envs.describe()
+    width = max(map(len, described), default=0)
+    for n, d in described.items():
+        print(f"  {n:<{width}} {d}")
     return 0
 
 
@@ -603,10 +637,12 @@ COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "eval": cmd_eval, "plot": cm
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``jaxrl-self``; returns the exit status (0 ok, 2 bad input, 3 non-finite loss)."""
+    """Entry point of ``jaxrl-self``; returns the exit status (0 ok, 2 bad input, 3 non-finite loss, 4 a checkpoint
+    could not be written, 130 interrupted)."""
     import jaxrl_self  # noqa: F401  (XLA guard before any JAX backend starts)
     from jaxrl_self.core.errors import CheckpointMismatchError, ConfigError, NonFiniteLossError
     from jaxrl_self.envs.registry import UnknownEnvironmentError
+    from jaxrl_self.run.checkpoint import CheckpointSaveError
     from jaxrl_self.run.runner import UnknownAlgorithmError
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -628,6 +664,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NonFiniteLossError as e:
         print(f"jaxrl-self {command}: stopped: {e}", file=sys.stderr)
         return 3
+    except CheckpointSaveError as e:
+        print(f"jaxrl-self {command}: stopped: {' '.join(str(e).split())} (resume with --resume once checkpoints can "
+              "be written)", file=sys.stderr)
+        return 4
     except (ConfigError, UnknownEnvironmentError, UnknownAlgorithmError, CheckpointMismatchError,
             FileExistsError, FileNotFoundError) as e:
         print(f"jaxrl-self {command}: error: {e}", file=sys.stderr)

@@ -6,6 +6,7 @@ through the persistent compilation cache (conftest.py).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -203,3 +204,192 @@ def test_ppo_on_a_token_task_is_refused_in_one_line(capsys):
     assert main(["train", "ppo", "--env", "addition", "--total-timesteps", "1000"]) == 2
     err = capsys.readouterr().err
     assert "env" in err and "grpo" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------------------------------ never lose a run (#15)
+TOY_RUN = ["train", *TOY, "--seeds", "2", "--checkpoint-every", "6", "--keep-checkpoints", "2"]
+
+
+def _interrupted_toy_run(capsys, monkeypatch, run_dir: Path, at_step: int = 12) -> None:
+    """A toy run stopped by Ctrl-C right after its checkpoint at update ``at_step`` (checkpoints: 6, 12)."""
+    from jaxrl_self.run import checkpoint as ckpt_lib
+
+    save = ckpt_lib.Checkpointer.save
+
+    def save_then_interrupt(self, step, *args, **kwargs):
+        save(self, step, *args, **kwargs)
+        if step == at_step:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt_lib.Checkpointer, "save", save_then_interrupt)
+    code, _, err = _run(capsys, [*TOY_RUN, "--no-progress", "--run-dir", str(run_dir)])
+    monkeypatch.undo()
+    assert code == 130 and "the newest checkpoint is kept (resume with --resume)" in err
+
+
+def test_resumed_run_says_where_it_continues_from_and_lists_its_files(capsys, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    _interrupted_toy_run(capsys, monkeypatch, run_dir)
+    code, out, err = _run(capsys, [*TOY_RUN, "--run-dir", str(run_dir), "--resume"])
+    assert code == 0, err
+    line = f"resumed from update 12 ({run_dir / 'checkpoints' / '12'})"
+    assert err.count(line) == 1, err
+    assert err.index(line) < err.index("20/20"), err  # said before training continues (the progress bar)
+    assert f"resumed:      from update 12 ({run_dir / 'checkpoints' / '12'})" in out
+    assert (f"files:        {run_dir}/config.json, metrics.jsonl, metrics.csv, summary.json, learning_curve.png, "
+            "checkpoints/\n") in out
+    assert "Traceback" not in err and "warning" not in err
+
+
+def test_summary_lists_only_the_files_the_run_folder_has(capsys, tmp_path):
+    from jaxrl_self.cli import _print_summary
+
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "metrics.jsonl").write_text("")
+    _print_summary({"compile_s": 1.0, "run_s": 2.0, "checkpoint_s": 0.0, "resumed_from_update": 0}, tmp_path)
+    out = capsys.readouterr().out
+    assert f"files:        {tmp_path}/config.json, metrics.jsonl\n" in out
+    assert "checkpoints/" not in out and "resumed" not in out
+
+
+def test_cli_resume_past_an_unreadable_checkpoint_prints_one_warning_and_no_traceback(capsys, tmp_path, monkeypatch):
+    """In a fresh process (as a user runs it): the failed read of the damaged step leaves orbax's in-flight reads
+    to finish on a closed event loop, which used to print pages of 'Event loop is closed' tracebacks."""
+    run_dir = tmp_path / "run"
+    _interrupted_toy_run(capsys, monkeypatch, run_dir)
+    for f in (run_dir / "checkpoints" / "12" / "state" / "d").iterdir():  # array files cut short
+        f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "jaxrl_self.cli", *TOY_RUN, "--no-progress", "--run-dir", str(run_dir),
+                           "--resume"], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    err_lines = proc.stderr.strip().splitlines()
+    aside = [p for p in (run_dir / "checkpoints").iterdir() if p.name.startswith("12.unreadable-")]
+    assert len(aside) == 1
+    assert len(err_lines) == 2, proc.stderr  # the warning and where the run continues from, nothing else
+    assert err_lines[0].startswith("warning: checkpoint step 12 could not be read (") and str(aside[0]) in err_lines[0]
+    assert err_lines[1] == f"resumed from update 6 ({run_dir / 'checkpoints' / '6'})"
+    assert f"set aside:    {aside[0]}" in proc.stdout
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
+
+
+def test_checkpoint_that_cannot_be_written_stops_in_one_line(capsys, tmp_path, monkeypatch):
+    from jaxrl_self.run import checkpoint as ckpt_lib
+
+    def full_disk(self, step, *args, **kwargs):
+        raise ckpt_lib.CheckpointSaveError(f"saving checkpoint step {step} in {self.directory} failed: "
+                                           "OSError(28, 'No space left on device'); earlier checkpoints are kept")
+
+    monkeypatch.setattr(ckpt_lib.Checkpointer, "save", full_disk)
+    code, _, err = _run(capsys, [*TOY_RUN, "--no-progress", "--run-dir", str(tmp_path / "run")])
+    assert code == 4
+    assert err.strip().splitlines() == [
+        f"jaxrl-self train: stopped: saving checkpoint step 6 in {tmp_path / 'run' / 'checkpoints'} failed: "
+        "OSError(28, 'No space left on device'); earlier checkpoints are kept (resume with --resume once "
+        "checkpoints can be written)"]
+
+
+# ------------------------------------------------------------------------------------------ plot
+def _metrics_folder(path: Path) -> Path:
+    """A run folder holding only metrics.jsonl (4 updates x 2 seeds), written by the runner's writer."""
+    import numpy as np
+
+    from jaxrl_self.run.metrics import MetricsWriter
+
+    w = MetricsWriter(path)
+    w.write({"env_steps": np.array([[8, 8], [16, 16], [24, 24], [32, 32]]),
+             "episode_return": np.array([[1.0, 2.0], [2.0, 3.0], [4.0, 2.0], [5.0, 6.0]]),
+             "episode_return_valid": np.ones((4, 2), bool),
+             "loss": np.array([[0.5, 0.4], [0.3, 0.3], [0.2, 0.25], [0.1, 0.1]])}, first_update=0)
+    w.close()
+    return path
+
+
+def test_plot_says_when_it_replaces_an_image(capsys, tmp_path):
+    run_dir = _metrics_folder(tmp_path / "run")
+    image = run_dir / "learning_curve.png"
+    code, out, err = _run(capsys, ["plot", str(run_dir)])
+    assert code == 0 and out.strip() == str(image) and image.exists() and err == ""
+    first = image.read_bytes()
+    code, out, err = _run(capsys, ["plot", str(run_dir), "--smooth", "3"])
+    assert code == 0 and out.strip() == str(image)
+    assert err.strip().splitlines() == [f"note: replaced {image} (redrawn from metrics.jsonl; --out PATH writes "
+                                        "elsewhere)"]
+    smoothed = image.read_bytes()
+    assert smoothed != first  # the smoothed curve replaced the first one
+    other = tmp_path / "other.png"
+    code, out, err = _run(capsys, ["plot", str(run_dir), "--out", str(other)])
+    assert code == 0 and out.strip() == str(other) and other.exists() and err == ""
+    assert image.read_bytes() == smoothed  # --out leaves the folder's image alone
+    code, _, err = _run(capsys, ["plot", str(run_dir), "--out", str(other)])
+    assert code == 0 and err.startswith(f"note: replaced {other} ")
+    code, _, err = _run(capsys, ["plot", str(run_dir), "--metric", "los"])
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "plot.metric='los' is not allowed: a metric of" in err and "loss" in err
+
+
+# ------------------------------------------------------------------------------------------ list
+def test_list_says_what_each_algorithm_is_and_what_it_trains_on(capsys):
+    import jaxrl_self.algos as algos
+
+    code, out, _ = _run(capsys, ["list"])
+    assert code == 0
+    lines = {}
+    for name in algos.names():
+        found = [line for line in out.splitlines() if line.startswith(f"  {name} ")]
+        assert len(found) == 1, (name, out)
+        lines[name] = found[0]
+    assert "Proximal Policy Optimization" in lines["ppo"]
+    assert "Environments: cartpole, cartpole-v1, maze, maze-60, probe-action" in lines["ppo"]
+    assert "not token tasks" in lines["ppo"] and "addition" not in lines["ppo"]
+    for curriculum in ("dr", "plr", "robust_plr", "accel", "parallel_plr", "parallel_accel", "paired"):
+        assert "Environments: maze, maze-60 (any level environment" in lines[curriculum], lines[curriculum]
+    for lm_method in ("grpo", "token_ppo", "tppo", "ttrl", "soar"):
+        assert "Tasks: addition, chain (any token task" in lines[lm_method], lines[lm_method]
+    assert lines["rlt"].endswith("Tasks: addition only.")
+    assert "Domain randomisation (DR)" in lines["dr"] and "``" not in out
+
+
+def test_env_kinds_agree_with_each_algorithms_own_validation():
+    """Every environment ``list`` shows for an algorithm passes the environment checks of its default config's
+    ``validate``, and every other registered environment is refused there with a ConfigError on ``env`` (other
+    fields may still need flags: grpo on chain needs a longer --max-len)."""
+    import jaxrl_self.algos as algos
+    from jaxrl_self import envs
+    from jaxrl_self.core import ConfigError
+    from jaxrl_self.run.catalog import algorithm_catalog
+    from jaxrl_self.run.runner import default_env_kwargs, load_algorithm
+
+    declared = [info for info in algorithm_catalog() if info.env_kinds is not None]
+    assert {info.name for info in declared} >= set(algos.names())
+    for info in declared:
+        config = load_algorithm(info.name).Config()
+        for env_name in envs.registered_names():
+            env = envs.make(env_name, **(default_env_kwargs(config, env_name) or {}))
+            try:
+                config.validate(env)
+                refused_env = False
+            except ConfigError as e:
+                refused_env = e.field == "env"
+            assert refused_env == (env_name not in info.environments), (info.name, env_name, info.environments)
+
+
+def test_list_survives_a_broken_or_undeclared_algorithm_module(capsys, monkeypatch):
+    """One module that fails to import, or that declares no ENV_KINDS, is listed as such; the others still are."""
+    import types
+
+    import jaxrl_self.algos as algos
+    from jaxrl_self.run.catalog import describe_algorithm
+
+    monkeypatch.setitem(algos.ALGORITHMS, "broken", "no_such_package.no_such_algo")
+    code, out, _ = _run(capsys, ["list"])
+    assert code == 0
+    assert "  broken          (cannot be imported: ModuleNotFoundError: No module named 'no_such_package')\n" in out
+    assert "\n  ppo " in out and "\n  cartpole " in out
+    bare = types.ModuleType("bare", "A bare algorithm\n   with a ``Config``.\n\nDetails that are not shown.")
+    info = describe_algorithm("bare", bare, {"cartpole": frozenset({"env"})})
+    assert info.line() == ("bare            A bare algorithm with a Config. "
+                           "Environments: not declared (its module has no ENV_KINDS).")
+    bare.ENV_KINDS = ("level",)
+    assert describe_algorithm("bare", bare, {"cartpole": frozenset({"env"})}).accepts() == (
+        "environments: none registered (any level environment, a LevelEnv whose levels a curriculum chooses)")

@@ -29,12 +29,50 @@ def test_guide_code_blocks_run(page):
             raise AssertionError(f"{page} code block {i} failed: {type(e).__name__}: {e}\n{block}") from e
 
 
-def test_mkdocs_builds_strict(tmp_path):
+@pytest.fixture(scope="module")
+def strict_build(tmp_path_factory):
+    """``mkdocs build --strict`` into a temporary folder, once: (completed process, site folder)."""
     mkdocs = shutil.which("mkdocs")
     if mkdocs is None:
         pytest.skip("mkdocs not installed (it is in the dev extra)")
+    site = tmp_path_factory.mktemp("docs") / "site"
     out = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
+    return out, site
+
+
+def test_mkdocs_builds_strict(strict_build):
+    out, _ = strict_build
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_site_loads_its_maths_and_styles_from_itself_not_a_cdn(strict_build):
+    """Offline docs: the MathJax the pages load is the installed package's, copied into the site (with its fonts and
+    TeX extensions), and no page loads a script or stylesheet from another host."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mkdocs_hooks", ROOT / "mkdocs_hooks.py")
+    mkdocs_hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mkdocs_hooks)
+    out, site = strict_build
+    assert out.returncode == 0, out.stdout + out.stderr
+    local = site / mkdocs_hooks.SITE_DIR / mkdocs_hooks.COMPONENT
+    assert local.read_bytes() == (mkdocs_hooks.mathjax_dir() / mkdocs_hooks.COMPONENT).read_bytes()
+    assert list((site / mkdocs_hooks.SITE_DIR / "output/chtml/fonts/woff-v2").glob("*.woff"))
+    assert (site / mkdocs_hooks.SITE_DIR / "input/tex/extensions/boldsymbol.js").is_file()
+    pages = sorted(site.rglob("*.html"))
+    assert len(pages) > 10
+    with_math = 0
+    for page in pages:
+        html = page.read_text()
+        loaded = re.findall(r'<script[^>]*\ssrc="([^"]*)"', html) + re.findall(r'<link[^>]*\shref="([^"]*)"', html)
+        remote = [u for u in loaded if re.match(r"([a-z]+:)?//", u)]
+        assert not remote, f"{page.relative_to(site)} loads {remote}"
+        assert not re.search(r"cdn\.|cdnjs|jsdelivr|unpkg", html), f"{page.relative_to(site)} names a CDN"
+        if 'class="arithmatex"' in html:
+            with_math += 1
+            script = (page.parent / next(u for u in loaded if u.endswith(mkdocs_hooks.COMPONENT))).resolve()
+            assert script == local.resolve(), page
+    assert with_math >= 3  # the algorithm pages' equations

@@ -5,6 +5,7 @@ Every runner test uses the same toy config and chunking, so the chunk program is
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -350,6 +351,108 @@ def test_sigkill_during_save_leaves_previous_checkpoint_restorable(tmp_path):
     assert step == 1 and cfg == {"a": 1}
     assert_bitwise(restored, jax.jit(jax.vmap(train.init))(keys))
     assert not [p for p in ck_dir.iterdir() if "tmp" in p.name]  # cleaned up by the new manager
+
+
+def _interrupt_after_save(monkeypatch, at_step: int) -> None:
+    """Ctrl-C right after checkpoint ``at_step`` is on disk (the run stops there, as a killed run would)."""
+    save = ckpt_lib.Checkpointer.save
+
+    def save_then_interrupt(self, step, *args, **kwargs):
+        save(self, step, *args, **kwargs)
+        if step == at_step:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt_lib.Checkpointer, "save", save_then_interrupt)
+
+
+def _cut_array_files(step_dir: Path) -> dict[Path, bytes]:
+    """Cut every array data file of a checkpoint step to half its length (a disk that filled up mid-write);
+    returns what each file now holds, by path relative to ``step_dir``."""
+    damaged = {}
+    for f in sorted((step_dir / "state" / "d").iterdir()):
+        data = f.read_bytes()[: f.stat().st_size // 2]
+        f.write_bytes(data)
+        damaged[f.relative_to(step_dir)] = data
+    assert damaged, f"no array files under {step_dir}"
+    return damaged
+
+
+def test_unreadable_newest_checkpoint_is_set_aside_and_the_resumed_run_finishes(reference, tmp_path, monkeypatch,
+                                                                                capsys):
+    """The newest checkpoint cannot be read: --resume used to restore the previous one and then stop when the run
+    reached that step again (``CheckpointSaveError ... StepAlreadyExistsError``). Now the step is renamed out of
+    orbax's sight (kept, with its damaged files), one line says so, and the run ends bitwise equal to an
+    uninterrupted run, with the same metrics rows."""
+    run_dir = tmp_path / "run"
+    first = _runner(run_dir)
+    _interrupt_after_save(monkeypatch, 12)
+    with pytest.raises(KeyboardInterrupt):
+        first.run()
+    monkeypatch.undo()
+    ck_dir = run_dir / "checkpoints"
+    assert _steps(ck_dir) == [6, 12]
+    damaged = _cut_array_files(ck_dir / "12")
+    capsys.readouterr()
+
+    resumed = _runner(run_dir, opts=dataclasses.replace(OPTS, resume=True), programs=first.programs()).run()
+    err = capsys.readouterr().err
+
+    assert_bitwise(resumed.states, reference.states)
+    assert metrics_lib.read_jsonl(run_dir / "metrics.jsonl") == metrics_lib.read_jsonl(reference.run_dir / "metrics.jsonl")
+    aside = [p for p in ck_dir.iterdir() if p.name.startswith("12.unreadable-")]
+    assert len(aside) == 1, sorted(p.name for p in ck_dir.iterdir())
+    for rel, data in damaged.items():  # the damaged step is kept as it was found
+        assert (aside[0] / rel).read_bytes() == data
+    assert _steps(ck_dir) == [18, 20]  # step 12 was written again, then pruned as usual
+    warning = [line for line in err.splitlines() if "could not be read" in line]
+    assert len(warning) == 1, err
+    assert "checkpoint step 12" in warning[0] and str(aside[0]) in warning[0] and "continuing from step 6" in warning[0]
+    assert f"resumed from update 6 ({ck_dir / '6'})" in err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["resumed_from_update"] == 6
+    assert summary["set_aside_checkpoints"] == [str(aside[0])]
+    fresh = ckpt_lib.Checkpointer(ck_dir)  # a new manager (which cleans up temporary dirs) leaves it alone
+    assert fresh.all_steps() == [18, 20] and aside[0].is_dir()
+    fresh.close()
+
+
+def _two_steps(directory: Path, configs=({"a": 1}, {"a": 2})):
+    train = _train(toy_algo.Config())
+    keys = seed_keys(0, SEEDS)
+    state = jax.jit(jax.vmap(train.init))(keys)
+    with ckpt_lib.Checkpointer(directory, keep=3) as ck:
+        for step, cfg in enumerate(configs, start=1):
+            ck.save(step, state, cfg)
+    return state, jax.eval_shape(jax.vmap(train.init), keys)
+
+
+def test_unreadable_checkpoints_are_not_moved_when_no_step_can_be_read(tmp_path):
+    """Set aside only once an older step restores: if none can be read (say, the code changed), nothing moves."""
+    _, abstract = _two_steps(tmp_path / "ck")
+    for step in ("1", "2"):
+        _cut_array_files(tmp_path / "ck" / step)
+    ck = ckpt_lib.Checkpointer(tmp_path / "ck")
+    with pytest.raises(FileNotFoundError, match=r"no readable checkpoint .*nothing was moved.*step 2: .*step 1: "):
+        ck.restore(abstract, set_aside_unreadable=True)
+    assert ck.all_steps() == [1, 2] and ck.set_aside == []
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["1", "2"]
+    ck.close()
+
+
+def test_a_step_of_another_config_is_refused_not_set_aside(tmp_path):
+    """The newest step is unreadable and the one before was made with another config: a mismatch error naming
+    the field, and the unreadable step stays where it is (a damaged file is never a reason to drop a check)."""
+    state, abstract = _two_steps(tmp_path / "ck")
+    _cut_array_files(tmp_path / "ck" / "2")
+    ck = ckpt_lib.Checkpointer(tmp_path / "ck")
+    with pytest.raises(CheckpointMismatchError, match="a: checkpoint=1, this run=2"):
+        ck.restore(abstract, expected_config={"a": 2}, set_aside_unreadable=True)
+    assert ck.all_steps() == [1, 2]
+    step, restored, cfg = ck.restore(abstract, set_aside_unreadable=True)  # no config to hold it to: set aside
+    assert (step, cfg) == (1, {"a": 1}) and [m.step for m in ck.set_aside] == [2]
+    assert_bitwise(restored, state)
+    assert ck.all_steps() == [1] and ck.set_aside[0].path.name.startswith("2.unreadable-")
+    ck.close()
 
 
 # ------------------------------------------------------------------------------------------ non-finite

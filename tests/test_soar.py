@@ -18,7 +18,7 @@ import pytest
 from jaxrl_self import lm
 from jaxrl_self.core import ConfigError
 from jaxrl_self.core.sequence import VOCAB
-from jaxrl_self.teach import soar
+from jaxrl_self.teach import grounded, soar
 from treecheck import assert_bitwise
 
 TASK = lm.base_model_task(lm.read_metadata("addition-base"))
@@ -43,7 +43,7 @@ def tokens(text: str, width: int = 24) -> list[int]:
 # ================================================================================================ pure pieces
 def test_rewards_and_teacher_advantages_hand_computed():
     acc = jnp.asarray([[0.25, 0.5], [0.0, 0.0], [0.125, 0.125]])
-    np.testing.assert_allclose(soar.dataset_rewards(acc, jnp.asarray(0.125)), [0.25, -0.125, 0.0])
+    np.testing.assert_allclose(grounded.grounded_rewards(acc, jnp.asarray(0.125)), [0.25, -0.125, 0.0])
     success = jnp.asarray([[0.0, 0.25, 1.0], [0.5, 0.5, 0.0], [0.75, 0.0, 0.0]])
     valid = jnp.asarray([[True, True, True], [True, False, True], [False, False, False]])
     # dataset 0: (0 + 0.75 + 0) / 3; dataset 1: (0.5 + 0) / 2 (the invalid pair is skipped); dataset 2: no pair
@@ -57,7 +57,7 @@ def test_promotion_fires_on_the_scripted_sequence_and_restarts():
     window, filled = jnp.zeros(3), jnp.zeros((), jnp.int32)
     fired_at, averages = [], []
     for t, r in enumerate([0.0, 0.02, 0.02, 0.02, 0.0, 0.0, 0.05, 0.0, 0.0]):
-        window, filled, fired, avg = soar.promotion_step(window, filled, jnp.asarray(r), 0.01)
+        window, filled, fired, avg = grounded.promotion_step(window, filled, jnp.asarray(r), 0.01)
         averages.append(float(avg))
         if fired:
             fired_at.append(t)
@@ -66,11 +66,11 @@ def test_promotion_fires_on_the_scripted_sequence_and_restarts():
     assert fired_at == [2, 6]
     assert np.isnan(averages[0]) and np.isnan(averages[3]) and np.isnan(averages[4])
     np.testing.assert_allclose(averages[5], 0.02 / 3, rtol=1e-6)
-    off = soar.promotion_step(jnp.zeros(1), jnp.zeros((), jnp.int32), jnp.asarray(1.0), 0.01, enabled=False)
+    off = grounded.promotion_step(jnp.zeros(1), jnp.zeros((), jnp.int32), jnp.asarray(1.0), 0.01, enabled=False)
     assert not bool(off[2])
     rewards = jnp.asarray([0.1, 0.3, 0.3])
     acc = jnp.asarray([[0.9, 0.9, 0.9, 0.9], [0.1, 0.5, 0.2, 0.4], [0.0, 0.0, 0.0, 0.0]])
-    best, median = soar.promoted_student(rewards, acc)
+    best, median = grounded.promoted_student(rewards, acc)
     assert int(best) == 1 and int(median) == 2  # the first best dataset; its accuracies sorted 0.1 0.2 0.4 0.5
 
 

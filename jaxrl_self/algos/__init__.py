@@ -32,6 +32,7 @@ ALGORITHMS: dict[str, str] = {
     "ttrl": "jaxrl_self.teach.ttrl",
     "rlt": "jaxrl_self.teach.rlt",
     "soar": "jaxrl_self.teach.soar",
+    "soar_maze": "jaxrl_self.teach.soar_maze",  # SOAR's grounded teacher designing mazes (a curriculum)
 }
 
 
@@ -40,8 +41,8 @@ def names() -> list[str]:
 
 
 def get(name: str) -> ModuleType:
-    """The module implementing algorithm ``name`` (case-insensitive)."""
-    key = name.strip().lower()
+    """The module implementing algorithm ``name`` (case-insensitive; ``-`` and ``_`` alike: ``soar-maze``)."""
+    key = name.strip().lower().replace("-", "_")
     if key not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {name!r}; known algorithms: {', '.join(names())}")
     return importlib.import_module(ALGORITHMS[key])

@@ -53,6 +53,8 @@ __all__ = ["NAME", "DEFAULT_ENV", "Config", "RunState", "Metrics", "EvalResult",
            "group_reward", "is_group_reward", "verifier_reward", "make_train", "make_eval"]
 
 NAME = "grpo"
+#: What it trains on: token tasks (kinds: jaxrl_self.core.algorithm.ENVIRONMENT_KINDS).
+ENV_KINDS = ("task",)
 #: The environment the CLI uses when ``--task``/``--env`` is not given.
 DEFAULT_ENV = "addition"
 
@@ -75,7 +77,7 @@ class Config(GroupConfig):
         """Raise :class:`~jaxrl_self.core.ConfigError` naming the first bad field. Traced values are skipped;
         with ``env`` (a :class:`~jaxrl_self.core.SequenceTask`) the task and lengths are checked too."""
         self.validate_group(env, env_params, owner="grpo.Config", group_size=self.group_size,
-                            group_field="group_size", batch_size=self.batch_size)
+                            group_field="group_size", batch_size=lambda: self.batch_size)
 
 
 # ============================================================================================ state and metrics

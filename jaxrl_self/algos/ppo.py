@@ -86,6 +86,8 @@ __all__ = [
 ]
 
 NAME = "ppo"
+#: What it trains on: any environment with actions, not token tasks (see core.algorithm.ENVIRONMENT_KINDS).
+ENV_KINDS = ("env",)
 NETWORKS = ("auto", "mlp", "lstm", "maze_lstm")
 RECURRENT = ("lstm", "maze_lstm")
 

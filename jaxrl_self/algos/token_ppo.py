@@ -67,6 +67,8 @@ __all__ = [
 ]
 
 NAME = "token_ppo"
+#: What it trains on: token tasks (kinds: jaxrl_self.core.algorithm.ENVIRONMENT_KINDS).
+ENV_KINDS = ("task",)
 DEFAULT_ENV = "addition"
 
 
@@ -117,7 +119,7 @@ class Config(LMRLConfig):
     def validate(self, env: Any = None, env_params: Any = None) -> None:
         """Raise :class:`~jaxrl_self.core.ConfigError` naming the first bad field (traced values skipped)."""
         self.validate_shared(env, env_params, owner="token_ppo.Config", sizes=("num_prompts", "group_size"),
-                             batch_size=self.batch_size,
+                             batch_size=lambda: self.batch_size,
                              flags=("normalize_advantages", "clip_value_loss", "use_reference"),
                              extra_numeric={"gamma": UNIT, "gae_lambda": UNIT, "value_clip_eps": POSITIVE,
                                             "vf_coef": NON_NEGATIVE, "kl_coef": NON_NEGATIVE})

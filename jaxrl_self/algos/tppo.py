@@ -107,6 +107,8 @@ __all__ = [
 ]
 
 NAME = "tppo"
+#: What it trains on: token tasks (kinds: jaxrl_self.core.algorithm.ENVIRONMENT_KINDS).
+ENV_KINDS = ("task",)
 #: The task the CLI uses when ``--task``/``--env`` is not given: the long-tailed chain.
 DEFAULT_ENV = "chain"
 LEARNERS = ("full", "window")

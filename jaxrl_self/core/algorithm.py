@@ -19,6 +19,12 @@ runner needs to cut a run into chunks of *the same* compiled program::
 Configs are frozen ``flax.struct`` dataclasses: fields that fix shapes or Python control flow are static
 (``pytree_node=False``), numeric ones are traced leaves, so ``jax.vmap`` over a stacked batch of configs (with
 ``make_train`` called *inside* the vmapped function) is a hyper-parameter sweep in one program.
+
+An algorithm module also says what it trains on: ``ENV_KINDS``, a tuple of kinds of :data:`ENVIRONMENT_KINDS`
+(``("env",)`` for PPO, ``("level",)`` for a curriculum, ``("task",)`` for a language-model method) or of registered
+environment names (RLT: ``("addition",)``). ``jaxrl-self list`` shows each algorithm with the registered
+environments that fit (:func:`env_kinds`); the config's ``validate(env)`` refuses the others with a
+``ConfigError`` on ``env`` (a test holds the two to agreement).
 """
 from __future__ import annotations
 
@@ -29,7 +35,8 @@ import jax
 import jax.numpy as jnp
 import tyro
 
-__all__ = ["Train", "scan_updates", "SEED_AXIS", "uniform_over_seeds", "static_field", "FLAT_FLAGS"]
+__all__ = ["Train", "scan_updates", "SEED_AXIS", "uniform_over_seeds", "static_field", "FLAT_FLAGS",
+           "ENVIRONMENT_KINDS", "env_kinds"]
 
 #: Name of the vmapped axis over seeds under which the runner calls ``Train.update``
 #: (``jax.vmap(train.update, axis_name=SEED_AXIS)``).
@@ -39,6 +46,28 @@ SEED_AXIS = "seed"
 #: ``Annotated[ppo.Config, FLAT_FLAGS]`` gives ``--learning-rate``, not ``--ppo.learning-rate`` (``jaxrl-self``
 #: keeps a nested config's prefix otherwise, e.g. ``--adversary.learning-rate``). Only the command line reads it.
 FLAT_FLAGS = tyro.conf.arg(name="")
+
+
+#: The kinds of environment an algorithm module's ``ENV_KINDS`` can name, with what each means.
+ENVIRONMENT_KINDS: dict[str, str] = {
+    "env": "any environment with observations and actions, not token tasks",
+    "level": "any level environment, a LevelEnv whose levels a curriculum chooses",
+    "task": "any token task, a SequenceTask",
+}
+
+
+def env_kinds(env: Any) -> frozenset[str]:
+    """The :data:`ENVIRONMENT_KINDS` ``env`` is: a token task is ``task``; anything else with an action space is
+    ``env``, and also ``level`` if it is a :class:`~jaxrl_self.core.LevelEnv`."""
+    from jaxrl_self.core.environment import LevelEnv
+    from jaxrl_self.core.sequence import SequenceTask
+
+    if isinstance(env, SequenceTask):
+        return frozenset({"task"})
+    kinds = {"env"} if hasattr(env, "action_space") else set()
+    if isinstance(env, LevelEnv):
+        kinds.add("level")
+    return frozenset(kinds)
 
 
 def static_field(default: Any) -> Any:

@@ -44,6 +44,8 @@ from jaxrl_self.rl.rollout import RolloutState
 __all__ = ["NAME", "DEFAULT_ENV", "Config", "RunState", "Metrics", "make_train", "make_eval"]
 
 NAME = "dr"
+#: What it trains on: level environments (the maze) (kinds: jaxrl_self.core.algorithm.ENVIRONMENT_KINDS).
+ENV_KINDS = ("level",)
 DEFAULT_ENV = "maze"
 
 

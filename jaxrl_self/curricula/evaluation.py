@@ -51,6 +51,7 @@ __all__ = [
     "heldout_set",
     "EvalResult",
     "EvalMetrics",
+    "play_levels",
     "make_heldout_eval",
     "summarize",
     "empty_metrics",
@@ -186,6 +187,36 @@ class EvalMetrics:
     mean_length: jax.Array
 
 
+def play_levels(network: nn.Module, env: LevelEnv, params: Any, key: jax.Array, levels: Any, *,
+                num_attempts: int, max_steps: int, env_params: Any = None, greedy: bool = False) -> EvalResult:
+    """``EvalResult [L, num_attempts]`` of a policy ``network`` (a :mod:`jaxrl_self.algos.ppo` network) with
+    ``params`` on ``levels`` (a Level pytree ``[L, ...]``, traced or not).
+
+    ``L * num_attempts`` environments (level-major: environment ``i`` plays level ``i // num_attempts``) start on
+    their level with a zero recurrent state and act for ``max_steps`` steps (actions sampled from the policy, or
+    its most likely action with ``greedy``); only each environment's first episode counts.
+    """
+    from jaxrl_self.algos import ppo
+
+    params0 = env.default_params if env_params is None else env_params
+    eval_params = params0.replace(max_steps_in_episode=int(max_steps))
+    num_levels, k = jax.tree.leaves(levels)[0].shape[0], int(num_attempts)
+    n = num_levels * k
+    levels = jax.tree.map(lambda x: jnp.repeat(jnp.asarray(x), k, axis=0), levels)
+    k_reset, k_run = jax.random.split(key)
+    obs, env_state = jax.vmap(env.reset_to_level, (0, 0, None))(jax.random.split(k_reset, n), levels, eval_params)
+    start = RolloutState(env_state=env_state, obs=obs, first=jnp.ones((n,), jnp.bool_),
+                         carry=ppo.initial_carry(network, n))
+    _, traj = ppo.collect(k_run, network, params, ReplayLevel(env), eval_params, start, int(max_steps), greedy=greedy)
+    done = traj.done  # [T, n]
+    before_first_end = jnp.cumsum(done, axis=0) - done == 0  # steps up to and including the first end
+    returns = jnp.sum(jnp.where(before_first_end, traj.reward, 0.0), axis=0)
+    finished = jnp.any(done, axis=0)
+    lengths = jnp.where(finished, jnp.argmax(done, axis=0) + 1, max_steps).astype(jnp.int32)
+    returns = returns.reshape(num_levels, k)
+    return EvalResult(returns=returns, lengths=lengths.reshape(num_levels, k), solved=returns > 0)
+
+
 def make_heldout_eval(
     network: nn.Module,
     env: LevelEnv,
@@ -197,39 +228,16 @@ def make_heldout_eval(
     greedy: bool = False,
 ) -> Callable[[Any, jax.Array], EvalResult]:
     """``evaluate(params, key) -> EvalResult`` for a policy ``network`` (a :mod:`jaxrl_self.algos.ppo` network:
-    the recurrent maze agent or a feed-forward one) on ``heldout``.
-
-    ``L * num_attempts`` environments (level-major: environment ``i`` plays level ``i // num_attempts``) start
-    on their level with a zero recurrent state and act for ``max_steps`` steps (actions sampled from the
-    policy, or its most likely action with ``greedy``); only each environment's first episode counts.
-    """
-    from jaxrl_self.algos import ppo
-
+    the recurrent maze agent or a feed-forward one) on ``heldout``: :func:`play_levels` on its levels."""
     if not isinstance(env, LevelEnv):
         raise TypeError(f"held-out evaluation needs a LevelEnv (reset_to_level), got {type(env).__name__}")
     for name, v in (("num_attempts", num_attempts), ("max_steps", max_steps)):
         if not isinstance(v, (int, np.integer)) or v < 1:
             raise ConfigError(name, v, "an int >= 1", "make_heldout_eval")
-    params0 = env.default_params if env_params is None else env_params
-    eval_params = params0.replace(max_steps_in_episode=int(max_steps))
-    replay_env = ReplayLevel(env)
-    num_levels, k = heldout.num_levels, int(num_attempts)
-    n = num_levels * k
-    levels = jax.tree.map(lambda x: jnp.repeat(jnp.asarray(x), k, axis=0), heldout.levels)
 
     def evaluate(params: Any, key: jax.Array) -> EvalResult:
-        k_reset, k_run = jax.random.split(key)
-        obs, env_state = jax.vmap(env.reset_to_level, (0, 0, None))(jax.random.split(k_reset, n), levels, eval_params)
-        start = RolloutState(env_state=env_state, obs=obs, first=jnp.ones((n,), jnp.bool_),
-                                 carry=ppo.initial_carry(network, n))
-        _, traj = ppo.collect(k_run, network, params, replay_env, eval_params, start, int(max_steps), greedy=greedy)
-        done = traj.done  # [T, n]
-        before_first_end = jnp.cumsum(done, axis=0) - done == 0  # steps up to and including the first end
-        returns = jnp.sum(jnp.where(before_first_end, traj.reward, 0.0), axis=0)
-        finished = jnp.any(done, axis=0)
-        lengths = jnp.where(finished, jnp.argmax(done, axis=0) + 1, max_steps).astype(jnp.int32)
-        returns = returns.reshape(num_levels, k)
-        return EvalResult(returns=returns, lengths=lengths.reshape(num_levels, k), solved=returns > 0)
+        return play_levels(network, env, params, key, heldout.levels, num_attempts=num_attempts,
+                           max_steps=max_steps, env_params=env_params, greedy=greedy)
 
     return evaluate
 

@@ -88,6 +88,17 @@ def _is_concrete(x: Any) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
+def _numbers(value: Any) -> np.ndarray | None:
+    """``value`` as a non-empty float array, or None when it is not numbers (a string, None, an object)."""
+    if isinstance(value, (str, bytes)):
+        return None
+    try:
+        v = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return v if v.size else None
+
+
 @struct.dataclass
 class LevelSamplerConfig:
     """Hyper-parameters of the level buffer. Defaults are those of jaxued's maze PLR/ACCEL scripts."""
@@ -123,13 +134,14 @@ class LevelSamplerConfig:
         check_field(owner, "duplicate_check", self.duplicate_check, isinstance(self.duplicate_check, bool),
                     "True or False")
         if _is_concrete(self.temperature):
-            check_field(owner, "temperature", self.temperature, bool(np.all(np.asarray(self.temperature) > 0)),
-                        "a number > 0")
+            v = _numbers(self.temperature)
+            check_field(owner, "temperature", self.temperature, v is not None and bool(np.all(v > 0)), "a number > 0")
         for name in ("staleness_coef", "replay_prob", "minimum_fill_ratio"):
             value = getattr(self, name)
             if _is_concrete(value):
-                v = np.asarray(value)
-                check_field(owner, name, value, bool(np.all((v >= 0) & (v <= 1))), "a number in [0, 1]")
+                v = _numbers(value)
+                check_field(owner, name, value, v is not None and bool(np.all((v >= 0) & (v <= 1))),
+                            "a number in [0, 1]")
 
 
 @struct.dataclass

@@ -84,6 +84,7 @@ __all__ = [
     "Metrics",
     "make_editor",
     "make_adversary_network",
+    "design_levels",
     "episodic_returns",
     "regret",
     "adversary_rewards",
@@ -93,6 +94,8 @@ __all__ = [
 ]
 
 NAME = "paired"
+#: What it trains on: level environments (the maze) (kinds: jaxrl_self.core.algorithm.ENVIRONMENT_KINDS).
+ENV_KINDS = ("level",)
 DEFAULT_ENV = "maze"
 
 
@@ -150,8 +153,8 @@ class AdversaryConfig:
                  num_designs: int = 1) -> None:
         """Raise :class:`~jaxrl_self.core.ConfigError` (of ``owner``, fields prefixed) for the first bad field;
         with ``env``, also check that it is a maze-like level environment the editor can build levels for."""
+        base = getattr(env, "unwrapped", env)
         if env is not None:
-            base = env.unwrapped
             if not isinstance(base, LevelEnv) or not all(
                     isinstance(getattr(base, a, None), int) for a in ("height", "width")):
                 raise ConfigError("env", repr(env), "a maze-like LevelEnv with integer height and width "
@@ -168,9 +171,8 @@ class AdversaryConfig:
                                       "steps, one update per cycle)")
             if not isinstance(self.n_walls, (int, np.integer)) or isinstance(self.n_walls, bool) or self.n_walls < 0:
                 raise ConfigError("n_walls", self.n_walls, "an int >= 0 (the editor's wall steps)")
-            if env is not None and self.n_walls > env.unwrapped.height * env.unwrapped.width - 2:
-                raise ConfigError("n_walls", self.n_walls,
-                                  f"an int in [0, {env.unwrapped.height * env.unwrapped.width - 2}]")
+            if env is not None and self.n_walls > base.height * base.width - 2:
+                raise ConfigError("n_walls", self.n_walls, f"an int in [0, {base.height * base.width - 2}]")
             common.check_positive_int("", "noise_dim", self.noise_dim, 0)
             common.check_positive_int("", "conv_features", self.conv_features)
             if self.editor_order not in EDITOR_ORDERS:
@@ -179,6 +181,7 @@ class AdversaryConfig:
                 raise ConfigError("noise_per_step", self.noise_per_step, "True or False")
             if self.ppo.normalize_obs:
                 raise ConfigError("normalize_obs", True, "False (the editor's observations are not normalised)")
+            common.check_positive_int("", "num_minibatches", self.ppo.num_minibatches)
             if num_designs % self.ppo.num_minibatches:
                 raise ConfigError("num_minibatches", self.ppo.num_minibatches,
                                   f"a divisor of num_envs={num_designs} (minibatches are made of whole designs)")
@@ -217,6 +220,9 @@ class Config(StudentConfig):
         owner = self.owner
         if not isinstance(self.adversary, AdversaryConfig):
             raise ConfigError("adversary", type(self.adversary).__name__, "a paired.AdversaryConfig", owner)
+        if isinstance(self.ppo, ppo.Config):  # the students' sizes first: the adversary's run size derives from them
+            with errors_within(owner):
+                self.ppo.validate()
         self.adversary.validate(owner, "adversary.", env, self.ppo.num_envs if isinstance(self.ppo, ppo.Config)
                                 else 1)
         super().validate(env, env_params)
@@ -296,6 +302,17 @@ def make_adversary_network(adversary: AdversaryConfig, editor: Environment) -> A
     return AdversaryActorCritic(num_actions=editor.action_space(params).n,
                                 num_time_steps=int(editor.observation_space(params).spaces["time"].n),
                                 conv_features=adversary.conv_features, lstm_features=adversary.ppo.lstm_features)
+
+
+def design_levels(key: jax.Array, network: AdversaryActorCritic, params: Any, editor: Environment, num: int,
+                  design_steps: int) -> tuple[Trajectory, Any]:
+    """``(design, levels)``: ``num`` design episodes of ``editor`` side by side (``design_steps`` steps each, a
+    zero LSTM state, actions sampled from the adversary), the rollout ``[design_steps, num]`` and the ``num``
+    levels as built after the last step (``info["level"]``)."""
+    k_reset, k_roll = jax.random.split(key)
+    start = rl.rollout.reset(k_reset, editor, editor.default_params, num, network.initial_carry(num))
+    _, design = ppo.collect(k_roll, network, params, editor, editor.default_params, start, design_steps)
+    return design, jax.tree.map(lambda x: x[-1], design.info["level"])
 
 
 def episodic_returns(rewards: jax.Array, dones: jax.Array) -> EpisodeStats:
@@ -390,11 +407,8 @@ def make_train(config: Config, env: LevelEnv, env_params: Any = None, *,
         params, opt = state.params, state.opt_state
 
         # 1. design: the adversary builds n levels, one design episode of the editor each
-        k_reset, k_roll = jax.random.split(k_design)
-        start = rl.rollout.reset(k_reset, editor, editor_params, n, adversary.initial_carry(n))
-        _, design = ppo.collect(k_roll, adversary, params.adversary, editor, editor_params, start,
-                                config.adversary.design_steps)
-        levels = jax.tree.map(lambda x: x[-1], design.info["level"])  # as built after the last design step
+        design, levels = design_levels(k_design, adversary, params.adversary, editor, n,
+                                       config.adversary.design_steps)
 
         # 2. play: the protagonist and the antagonist (stacked: [protagonist, antagonist]) on the same levels
         students, students_opt = _stack(params.protagonist, params.antagonist), _stack(opt.protagonist, opt.antagonist)

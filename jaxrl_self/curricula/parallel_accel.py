@@ -16,6 +16,8 @@ from jaxrl_self.curricula.common import static
 __all__ = ["NAME", "DEFAULT_ENV", "Config", "RunState", "Metrics", "make_train", "make_eval"]
 
 NAME = "parallel_accel"
+#: What it trains on: level environments (the maze) (kinds: jaxrl_self.core.algorithm.ENVIRONMENT_KINDS).
+ENV_KINDS = ("level",)
 DEFAULT_ENV = "maze"
 
 

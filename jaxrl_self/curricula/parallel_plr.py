@@ -39,6 +39,8 @@ from jaxrl_self.curricula.plr import CycleCounts, Metrics, RunState, update_keys
 __all__ = ["NAME", "DEFAULT_ENV", "Config", "RunState", "Metrics", "num_slices", "make_train", "make_eval"]
 
 NAME = "parallel_plr"
+#: What it trains on: level environments (the maze) (kinds: jaxrl_self.core.algorithm.ENVIRONMENT_KINDS).
+ENV_KINDS = ("level",)
 DEFAULT_ENV = "maze"
 
 

@@ -73,6 +73,8 @@ __all__ = [
 ]
 
 NAME = "plr"
+#: What it trains on: level environments (the maze) (kinds: jaxrl_self.core.algorithm.ENVIRONMENT_KINDS).
+ENV_KINDS = ("level",)
 DEFAULT_ENV = "maze"
 BRANCH_NAMES = ("new", "replay", "mutate")
 
@@ -112,8 +114,13 @@ class Config(StudentConfig):
         with errors_within(owner):
             self.sampler.validate()
         if not isinstance(self.num_edits, jax.core.Tracer):
-            if not (np.ndim(self.num_edits) == 0 and float(self.num_edits) == int(self.num_edits)
-                    and int(self.num_edits) >= 0):
+            v = self.num_edits
+            try:
+                edits = None if isinstance(v, (str, bytes, bool)) else np.asarray(v, dtype=np.float64)
+            except (TypeError, ValueError):
+                edits = None
+            if edits is None or edits.ndim != 0 or not (np.isfinite(edits) and edits == np.round(edits)
+                                                        and edits >= 0):
                 raise ConfigError("num_edits", self.num_edits, "an int >= 0", owner)
 
 

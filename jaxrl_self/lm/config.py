@@ -33,8 +33,8 @@ from jaxrl_self.lm.evaluate import PROMPT_LAYOUTS
 from jaxrl_self.nets.transformer import TransformerConfig
 from jaxrl_self.nets.transformer import init_params as init_model_params
 
-__all__ = ["LMRLConfig", "GroupConfig", "Policy", "check_numeric", "check_model", "task_params_for", "load_policy",
-           "POSITIVE", "NON_NEGATIVE", "UNIT", "COUNT"]
+__all__ = ["LMRLConfig", "GroupConfig", "Policy", "check_numeric", "check_model", "check_base_model",
+           "task_params_for", "load_policy", "POSITIVE", "NON_NEGATIVE", "UNIT", "COUNT"]
 
 POSITIVE = (lambda x: np.isfinite(x) & (x > 0), "a finite number > 0")
 NON_NEGATIVE = (lambda x: np.isfinite(x) & (x >= 0), "a finite number >= 0")
@@ -91,21 +91,27 @@ class LMRLConfig:
 
     def task_kwargs_for(self, env: str) -> dict[str, Any] | None:
         """The constructor arguments of the task ``base_model`` was trained on, if that task is ``env`` (the
-        runner then builds that task rather than the registry's default); None otherwise or without a base model."""
-        if not self.base_model:
+        runner then builds that task rather than the registry's default); None otherwise, without a base model or
+        with one that cannot be read (``validate`` then says why, on ``base_model``)."""
+        if not self.base_model or not isinstance(self.base_model, str):
             return None
         from jaxrl_self.lm.base_models import read_metadata
 
-        task = dict(read_metadata(self.base_model)).get("task") or {}
+        try:
+            task = dict(read_metadata(self.base_model)).get("task") or {}
+        except (OSError, ValueError):
+            return None
         return dict(task.get("kwargs", {})) if task.get("name") == env else None
 
-    def validate_shared(self, env: Any, env_params: Any, *, owner: str, batch_size: int | None = None,
+    def validate_shared(self, env: Any, env_params: Any, *, owner: str,
+                        batch_size: int | Callable[[], int] | None = None,
                         batch_name: str = "the responses per update",
                         sizes: tuple[str, ...] = (), extra_numeric: Mapping[str, tuple[Callable, str]] | None = None,
                         flags: tuple[str, ...] = (), default_task: str = "addition") -> None:
         """Raise :class:`~jaxrl_self.core.ConfigError` naming the first bad shared field (traced values are
         skipped). ``sizes``: the method's own positive-integer fields; ``batch_size``: what ``num_minibatches``
-        must divide (``batch_name`` says what it is); ``flags``: its bool fields; ``extra_numeric``:
+        must divide (``batch_name`` says what it is), or a function computing it from ``sizes`` once they are
+        checked; ``flags``: its bool fields; ``extra_numeric``:
         ``{field: (ok(x), allowed)}`` for its
         numbers. With ``env`` the task, difficulty range and model lengths are checked too."""
 
@@ -116,6 +122,8 @@ class LMRLConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v <= 0:
                 fail(name, v, "a positive integer")
+        if callable(batch_size):  # computed from sizes checked above (a None num_prompts cannot multiply)
+            batch_size = batch_size()
         if batch_size is not None and batch_size % self.num_minibatches:
             fail("num_minibatches", self.num_minibatches, f"a divisor of {batch_name} = {batch_size}")
         for name in ("ground_truth_metrics",) + tuple(flags):
@@ -147,7 +155,9 @@ class LMRLConfig:
             if not isinstance(env, SequenceTask):
                 fail("env", getattr(env, "name", type(env).__name__),
                      f"a SequenceTask (a token task such as 'addition' or 'chain'); pass --task {default_task}")
-            task_params_for(self, env, env_params)  # checks the difficulty range against the task
+            if self.base_model:
+                check_base_model(self.base_model, env, owner)
+            task_params_for(self, env, env_params, owner=owner)  # checks the difficulty range against the task
             if not self.base_model:
                 check_model(self.model, env, self.max_new_tokens, owner, "model")
 
@@ -177,7 +187,7 @@ class GroupConfig(LMRLConfig):
     """ε of GRPO's (r - mean)/(std + ε)"""
 
     def validate_group(self, env: Any, env_params: Any, *, owner: str, group_size: int, group_field: str,
-                       batch_size: int, sizes: tuple[str, ...] = (), flags: tuple[str, ...] = (),
+                       batch_size: int | Callable[[], int], sizes: tuple[str, ...] = (), flags: tuple[str, ...] = (),
                        extra_numeric: Mapping[str, tuple[Callable, str]] | None = None) -> None:
         """:meth:`LMRLConfig.validate_shared` plus the group fields; ``group_size`` (named ``group_field``) must
         be >= 2 and ``batch_size`` (the trained responses per update) divisible by ``num_minibatches``."""
@@ -201,6 +211,8 @@ def check_numeric(config: Any, owner: str, rules: Mapping[str, tuple[Callable, s
         v = getattr(config, name)
         if isinstance(v, jax.core.Tracer):
             continue
+        if isinstance(v, (str, bytes)):  # np.asarray("8", np.float64) would be 8.0
+            raise ConfigError(name, v, allowed, owner)
         try:
             arr = np.asarray(v, dtype=np.float64)
         except (TypeError, ValueError):
@@ -216,18 +228,52 @@ def check_model(model: TransformerConfig, task: SequenceTask, max_new_tokens: in
     if model.max_len < need:
         raise ConfigError(field, f"max_len={model.max_len}",
                           f"max_len >= prompt_len + max_new_tokens = {task.prompt_len} + {max_new_tokens} = {need}"
-                          if context is None else f"max_len >= {need} (the longest context of the run)", owner)
+                          if context is None else f"max_len >= {need} (the longest context of the run"
+                          + (f", with max_new_tokens={max_new_tokens})" if max_new_tokens else ")"), owner)
     if model.vocab_size != task.vocab.size:
         raise ConfigError(field, f"vocab_size={model.vocab_size}", f"the task's vocabulary size {task.vocab.size}",
                           owner)
 
 
-def task_params_for(config: Any, task: SequenceTask, env_params: Any = None) -> Any:
+def check_base_model(base_model: str, task: SequenceTask, owner: str, field: str = "base_model") -> None:
+    """``base_model`` (a shipped name, a model file or a pretrain run folder) can be read and was trained on a task
+    of ``task``'s kind: a :class:`~jaxrl_self.core.ConfigError` on ``field`` naming the task the model fits and
+    the shipped models that fit ``task`` otherwise (e.g. ``chain-base`` given ``--task addition``)."""
+    from jaxrl_self.lm.base_models import (BaseModelFormatError, available_base_models, base_model_task,
+                                           read_metadata)
+
+    def trained_on(ref: str) -> tuple[str, Any]:
+        meta = dict(read_metadata(ref))
+        return str(dict(meta.get("task") or {}).get("name")), base_model_task(meta)
+
+    shipped = available_base_models()
+    fitting = []
+    for name in shipped:
+        try:
+            if type(trained_on(name)[1]) is type(task):
+                fitting.append(name)
+        except (OSError, ValueError, TypeError, BaseModelFormatError):  # a broken shipped file: not offered
+            continue
+    offer = f"shipped models for {type(task).__name__}: {', '.join(fitting)}" if fitting else (
+        f"no shipped model is trained on {type(task).__name__} (shipped: {', '.join(shipped) or 'none'})")
+    try:
+        task_name, model_task = trained_on(base_model)
+    except (OSError, ValueError, TypeError, BaseModelFormatError) as e:
+        why = "" if isinstance(e, FileNotFoundError) else f"; it cannot be read: {' '.join(str(e).split())}"
+        raise ConfigError(field, base_model, "a shipped base model, a model file (STEM.msgpack + STEM.json) or a "
+                          f"pretrain run folder ({offer}){why}", owner) from None
+    if type(model_task) is not type(task):
+        raise ConfigError(field, base_model, f"a model trained on this task, {type(task).__name__} ({offer}); "
+                          f"{base_model} was trained on {task_name!r}: pass --task {task_name}", owner)
+
+
+def task_params_for(config: Any, task: SequenceTask, env_params: Any = None, *, owner: str = "Config") -> Any:
     """The task parameters to sample from: ``env_params`` (default ``task.default_params``) with its difficulty
     range replaced by ``config.min_difficulty``/``max_difficulty`` where given.
 
     The range is the params' single ``min_X``/``max_X`` pair of fields (``min_digits``/``max_digits`` for
-    addition, ``min_steps``/``max_steps`` for the chain), so any task following that naming works.
+    addition, ``min_steps``/``max_steps`` for the chain), so any task following that naming works. A range the task
+    refuses is a :class:`~jaxrl_self.core.ConfigError` on ``min_difficulty`` / ``max_difficulty`` of ``owner``.
     """
     params = task.default_params if env_params is None else env_params
     lo, hi = config.min_difficulty, config.max_difficulty
@@ -237,7 +283,7 @@ def task_params_for(config: Any, task: SequenceTask, env_params: Any = None) -> 
     pairs = [n[4:] for n in names if n.startswith("min_") and f"max_{n[4:]}" in names]
     if len(pairs) != 1:
         raise ConfigError("min_difficulty", lo, f"None: {type(params).__name__} has no single min_X/max_X range "
-                          f"(fields {names}); pass env_params instead", "Config")
+                          f"(fields {names}); pass env_params instead", owner)
     x = pairs[0]
     updates = {}
     if lo is not None:
@@ -246,7 +292,12 @@ def task_params_for(config: Any, task: SequenceTask, env_params: Any = None) -> 
         updates[f"max_{x}"] = jnp.asarray(hi, jnp.int32)
     params = params.replace(**updates)
     if hasattr(task, "validate_params"):
-        task.validate_params(params)
+        try:
+            task.validate_params(params)
+        except ConfigError as e:  # the task's own field (max_digits) is the config's difficulty bound
+            field = "max_difficulty" if e.field == f"max_{x}" or lo is None else "min_difficulty"
+            raise ConfigError(field, hi if field == "max_difficulty" else lo,
+                              f"None or a difficulty {task!r} allows ({e.field}: {e.allowed})", owner) from None
     return params
 
 

@@ -122,8 +122,10 @@ class TransformerConfig:
             raise ConfigError("value_detach", self.value_detach, "True or False", owner)
         if not isinstance(self.tie_embeddings, bool):
             raise ConfigError("tie_embeddings", self.tie_embeddings, "True or False", owner)
-        if not self.rope_base > 0:
-            raise ConfigError("rope_base", self.rope_base, "a positive float", owner)
+        rope_base = self.rope_base
+        if (not isinstance(rope_base, (int, float)) or isinstance(rope_base, bool) or not math.isfinite(rope_base)
+                or not rope_base > 0):
+            raise ConfigError("rope_base", self.rope_base, "a finite positive float", owner)
 
     @property
     def head_dim(self) -> int:

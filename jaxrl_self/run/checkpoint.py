@@ -17,7 +17,11 @@ Never losing a run:
   survives a failed save. (orbax's own ``max_to_keep`` is not used: it schedules deletions when a save
   starts, so a failed save could remove the previous step.)
 * :meth:`Checkpointer.restore` falls back to the next older step (with a warning) if the newest one cannot be
-  read.
+  read. With ``set_aside_unreadable=True`` (what ``--resume`` does) the unreadable newer steps are then *set
+  aside*: renamed ``<step>.unreadable-<YYYYmmdd-HHMMSS>`` in the same folder, a name orbax does not take for a
+  step, so the files are kept for inspection and the resumed run can write that step again. Nothing is moved
+  unless an older step was restored (a checkpoint that no code can read is left where it is), and a step
+  written with another config is never set aside: it raises :class:`~jaxrl_self.core.CheckpointMismatchError`.
 
 Config checks: :func:`config_to_dict` turns a (nested) config dataclass into JSON; :func:`diff_configs`
 compares two such dicts field by field; :meth:`Checkpointer.check_compatible` raises
@@ -26,9 +30,11 @@ compares two such dicts field by field; :meth:`Checkpointer.check_compatible` ra
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import enum
 import math
 import os
+import sys
 import typing
 import warnings
 from pathlib import Path
@@ -41,6 +47,8 @@ from jaxrl_self.core.errors import CheckpointMismatchError
 __all__ = [
     "Checkpointer",
     "CheckpointSaveError",
+    "SetAsideStep",
+    "UNREADABLE_TAG",
     "config_to_dict",
     "config_from_dict",
     "diff_configs",
@@ -50,11 +58,40 @@ __all__ = [
 #: Top-level keys of the run description that may differ between a checkpoint and the run resuming it.
 COMPARED_KEYS_IGNORED = ("runner", "version", "created")
 
+#: A step directory that could not be read is renamed ``<step>.<UNREADABLE_TAG>-<YYYYmmdd-HHMMSS>``.
+UNREADABLE_TAG = "unreadable"
+
 _MISSING = "<missing>"
 
 
 class CheckpointSaveError(OSError):
     """A checkpoint could not be written; earlier checkpoints are untouched."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SetAsideStep:
+    """A checkpoint step that could not be read, renamed out of orbax's sight (kept, never deleted).
+
+    Attributes:
+        step: the step (updates done) it held.
+        path: where it is now, ``<checkpoints>/<step>.unreadable-<YYYYmmdd-HHMMSS>``.
+        error: why it could not be read, in one line.
+    """
+
+    step: int
+    path: Path
+    error: str
+
+    def message(self, restored_step: int) -> str:
+        """The one-line warning shown when a resumed run continues from ``restored_step`` instead."""
+        return (f"warning: checkpoint step {self.step} could not be read ({self.error}); set aside as {self.path} "
+                f"(kept for inspection); continuing from step {restored_step}")
+
+
+def _one_line(error: BaseException, limit: int = 240) -> str:
+    """``Type: message`` of ``error`` on one line, cut to ``limit`` characters (orbax errors run to pages)."""
+    text = " ".join(f"{type(error).__name__}: {error}".split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # ---------------------------------------------------------------------------------------- configs <-> JSON
@@ -159,6 +196,28 @@ def _normalise(v: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------- the manager
+def _is_closed_loop_noise(unraisable: Any) -> bool:
+    exc = unraisable.exc_value
+    return isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
+
+
+def _drop_closed_loop_noise() -> None:
+    """Silence the aftermath of a failed restore: the reads orbax still had in flight finish on the event loop it
+    has already closed, and each prints ``Exception ignored ... RuntimeError: Event loop is closed`` with a
+    traceback (nobody waits for those reads; nothing is lost). From the first restore on, this process's
+    ``sys.unraisablehook`` drops exactly that error and passes every other one to the previous hook."""
+    previous = sys.unraisablehook
+    if getattr(previous, "drops_closed_loop_noise", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        if not _is_closed_loop_noise(unraisable):
+            previous(unraisable)
+
+    hook.drops_closed_loop_noise = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+
+
 class Checkpointer:
     """Save / restore a batched ``RunState`` plus its run description under ``directory``.
 
@@ -182,6 +241,8 @@ class Checkpointer:
             cleanup_tmp_directories=True,
         )
         self._mgr = ocp.CheckpointManager(self.directory, options=options)
+        #: the steps the last :meth:`restore` with ``set_aside_unreadable=True`` set aside, oldest first
+        self.set_aside: list[SetAsideStep] = []
 
     # ------------------------------------------------------------------ queries
     def all_steps(self) -> list[int]:
@@ -228,32 +289,72 @@ class Checkpointer:
         for old in steps[: -self.keep]:
             self._mgr.delete(old)
 
-    def restore(self, abstract_state: Any, step: int | None = None) -> tuple[int, Any, dict[str, Any]]:
+    def restore(self, abstract_state: Any, step: int | None = None, *,
+                expected_config: Mapping[str, Any] | None = None,
+                set_aside_unreadable: bool = False) -> tuple[int, Any, dict[str, Any]]:
         """Restore ``(step, state, config)``.
 
         ``abstract_state`` is the structure to restore into, e.g. ``jax.eval_shape(jax.vmap(train.init), keys)``
         (shapes, dtypes, typed PRNG keys). Without ``step``, tries the newest step first and falls back to
         older ones if it cannot be read.
+
+        Args:
+            expected_config: the run description of the run restoring; each step's stored description is
+                compared with it before its state is read, and a difference raises
+                :class:`~jaxrl_self.core.CheckpointMismatchError` (another config's state may not even fit
+                ``abstract_state``; such a step is refused, never taken for damaged).
+            set_aside_unreadable: once an older step is restored, rename the newer steps that could not be read
+                to ``<step>.unreadable-<time>`` (listed in :attr:`set_aside`, no warning issued: the caller
+                reports them) so that the run can write those steps again.
         """
         candidates = [self._resolve(step)] if step is not None else list(reversed(self.all_steps()))
         if not candidates:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
-        errors = []
+        self.set_aside = []
+        unreadable: list[tuple[int, str]] = []
+        _drop_closed_loop_noise()  # before the first read: a failing read leaves its noise as it fails
         for s in candidates:
             try:
-                out = self._mgr.restore(s, args=self._ocp.args.Composite(
-                    state=self._ocp.args.StandardRestore(abstract_state),
-                    config=self._ocp.args.JsonRestore(),
-                ))
+                state, config = self._restore_step(s, abstract_state, expected_config)
+            except CheckpointMismatchError:
+                raise
             except Exception as e:  # a damaged step: try the previous one
                 if step is not None:
                     raise
-                errors.append(f"step {s}: {e!r}")
-                warnings.warn(f"could not restore checkpoint step {s} in {self.directory} ({e!r}); "
-                              "trying an older one", RuntimeWarning, stacklevel=2)
+                unreadable.append((s, _one_line(e)))
+                if not set_aside_unreadable:
+                    warnings.warn(f"could not restore checkpoint step {s} in {self.directory} ({_one_line(e)}); "
+                                  "trying an older one", RuntimeWarning, stacklevel=2)
                 continue
-            return s, out.state, dict(out.config)
-        raise FileNotFoundError(f"no readable checkpoint in {self.directory}: " + "; ".join(errors))
+            if set_aside_unreadable:
+                self.set_aside = [self._set_aside(bad, why) for bad, why in reversed(unreadable)]
+            return s, state, config
+        raise FileNotFoundError(f"no readable checkpoint in {self.directory} (nothing was moved): "
+                                + "; ".join(f"step {s}: {why}" for s, why in unreadable))
+
+    def _restore_step(self, step: int, abstract_state: Any,
+                      expected_config: Mapping[str, Any] | None) -> tuple[Any, dict[str, Any]]:
+        if expected_config is not None:
+            diffs = diff_configs(self.read_config(step), expected_config)
+            if diffs:
+                raise CheckpointMismatchError(str(self.directory / str(step)), diffs)
+        out = self._mgr.restore(step, args=self._ocp.args.Composite(
+            state=self._ocp.args.StandardRestore(abstract_state),
+            config=self._ocp.args.JsonRestore(),
+        ))
+        return out.state, dict(out.config)
+
+    def _set_aside(self, step: int, error: str) -> SetAsideStep:
+        """Rename step directory ``step`` to ``<step>.unreadable-<time>``: no ``_<digits>`` ending and no orbax
+        temporary suffix, so orbax neither lists it as a step nor cleans it up."""
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        target = self.directory / f"{step}.{UNREADABLE_TAG}-{stamp}"
+        i = 2
+        while target.exists():
+            target, i = self.directory / f"{step}.{UNREADABLE_TAG}-{stamp}-{i}", i + 1
+        (self.directory / str(step)).rename(target)
+        self._mgr.reload()
+        return SetAsideStep(step=int(step), path=target, error=error)
 
     def close(self) -> None:
         self._mgr.close()

@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from jaxrl_self.core.errors import ConfigError
 from jaxrl_self.run.metrics import MEAN_SEED, read_jsonl, rows_to_arrays
 from jaxrl_self.run.stats import nanmean_masked
 
-__all__ = ["RunData", "load_run", "plot_run", "plot_sweep", "plot", "curve_with_ci"]
+__all__ = ["RunData", "load_run", "plot_run", "plot_sweep", "plot", "plot_path", "curve_with_ci"]
 
 
 @dataclasses.dataclass
@@ -96,6 +97,23 @@ def _plot_curve(ax, x, values, label=None, color=None):
         ax.fill_between(x[band], low[band], high[band], color=line.get_color(), alpha=0.2, lw=0)
 
 
+def _check_metric(run: RunData, metric: str, source: Path) -> None:
+    if metric not in run.metric_names:
+        raise ConfigError("metric", metric, f"a metric of {source} (available: {', '.join(run.metric_names)})",
+                          owner="plot")
+
+
+def plot_path(path: str | os.PathLike, metric: str = "episode_return", out: str | os.PathLike | None = None) -> Path:
+    """The image :func:`plot` writes: ``out``, else ``learning_curves.png`` in a sweep folder, ``learning_curve.png``
+    (``episode_return``) or ``<metric>.png`` in a run folder."""
+    if out is not None:
+        return Path(out)
+    p = Path(path)
+    if (p / "sweep.json").exists():
+        return p / "learning_curves.png"
+    return p / ("learning_curve.png" if metric == "episode_return" else f"{metric.replace('.', '_')}.png")
+
+
 def _figure():
     import matplotlib
 
@@ -110,8 +128,7 @@ def plot_run(run_dir: str | os.PathLike, metric: str = "episode_return", out: st
              smooth: int = 1) -> Path:
     """Write ``learning_curve.png`` (or ``out``) for a run folder; returns the image path."""
     run = load_run(run_dir)
-    if metric not in run.metric_names:
-        raise ValueError(f"metric {metric!r} not in {run.path / 'metrics.jsonl'}; available: {run.metric_names}")
+    _check_metric(run, metric, run.path / "metrics.jsonl")
     values, _ = run.values(metric)
     x, xlabel = run.x()
     plt, fig, ax = _figure()
@@ -127,8 +144,7 @@ def plot_run(run_dir: str | os.PathLike, metric: str = "episode_return", out: st
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    out_path = Path(out) if out is not None else run.path / ("learning_curve.png" if metric == "episode_return"
-                                                             else f"{metric.replace('.', '_')}.png")
+    out_path = plot_path(run.path, metric, out)
     fig.savefig(out_path)
     plt.close(fig)
     return out_path
@@ -140,6 +156,7 @@ def plot_sweep(sweep_dir: str | os.PathLike, metric: str = "episode_return", out
     path = Path(sweep_dir)
     info = json.loads((path / "sweep.json").read_text())
     rows = [r for r in read_jsonl(path / "metrics.jsonl") if r.get("seed") != MEAN_SEED]
+    _check_metric(RunData(path, rows), metric, path / "metrics.jsonl")
     by_config: dict[int, list[dict[str, Any]]] = {}
     for r in rows:
         by_config.setdefault(int(r["config"]), []).append(r)
@@ -156,7 +173,7 @@ def plot_sweep(sweep_dir: str | os.PathLike, metric: str = "episode_return", out
     if by_config:
         ax.legend(loc="best", fontsize=7)
     fig.tight_layout()
-    out_path = Path(out) if out is not None else path / "learning_curves.png"
+    out_path = plot_path(path, metric, out)
     fig.savefig(out_path)
     plt.close(fig)
     return out_path

@@ -10,7 +10,9 @@
 * ``heldout.json`` — the last evaluation of the run: per group, the solved rate and return of each seed and
   their mean with a 95% t-interval over seeds (:func:`final_heldout`);
 * ``buffer_top_levels.png`` — the highest-scoring levels of the level buffer at the end (seed 0), with their
-  score, wall count and shortest path (:func:`render_top_levels`; PLR/ACCEL runs only).
+  score, wall count and shortest path (:func:`render_top_levels`; PLR/ACCEL runs only);
+* ``heldout_lm.json`` and the line ``held-out accuracy (128 problems, greedy): 0.412 → 0.655`` — a language-model
+  run's accuracy before and after training on the same held-out problems (:func:`lm_heldout`; LM runs only).
 
 All of it works on a finished run folder too: ``python -m jaxrl_self.run.report RUN_DIR``.
 """
@@ -25,11 +27,13 @@ import numpy as np
 from jaxrl_self.run.metrics import MEAN_SEED, read_jsonl, write_json
 from jaxrl_self.run.stats import mean_ci
 
-__all__ = ["SOLVED_PREFIX", "RETURN_PREFIX", "plot_solved_rates", "final_heldout", "render_top_levels",
-           "after_training", "write_report"]
+__all__ = ["SOLVED_PREFIX", "RETURN_PREFIX", "HELDOUT_PROBLEMS", "plot_solved_rates", "final_heldout",
+           "render_top_levels", "top_levels_figure", "lm_heldout", "heldout_line", "after_training", "write_report"]
 
 SOLVED_PREFIX = "eval.solved_rate."
 RETURN_PREFIX = "eval.mean_return."
+#: Held-out problems of an LM run's before/after evaluation (greedy, one response each: cheap next to training).
+HELDOUT_PROBLEMS = 128
 
 
 def _eval_rows(run_dir: Path) -> list[dict[str, Any]]:
@@ -106,9 +110,9 @@ def final_heldout(run_dir: str | Path) -> dict[str, Any] | None:
     return out
 
 
-def render_top_levels(states: Any, out: str | Path, top: int = 8, seed_index: int = 0) -> Path | None:
-    """Render the ``top`` highest-scoring filled slots of seed ``seed_index``'s level buffer (``states``: the
-    batched RunState of a PLR/ACCEL run) into one PNG. None when the state has no (non-empty) buffer."""
+def top_levels_figure(states: Any, top: int = 8, seed_index: int = 0) -> Any:
+    """The figure of :func:`render_top_levels` (a matplotlib ``Figure``; the caller closes it), or None when the state
+    has no (non-empty) buffer. Constrained layout keeps the title clear of the panels' two-line titles."""
     buffer = getattr(states, "buffer", None)
     if buffer is None:
         return None
@@ -127,7 +131,7 @@ def render_top_levels(states: Any, out: str | Path, top: int = 8, seed_index: in
     scores = pick(buffer.scores)[:size]
     order = np.argsort(-scores, kind="stable")[:top]
     info = buffer.extra
-    fig, axes = plt.subplots(1, len(order), figsize=(2.2 * len(order), 2.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(order), figsize=(2.2 * len(order), 2.8), squeeze=False, layout="constrained")
     for ax, i in zip(axes[0], order):
         level = Level(*(pick(leaf)[i] for leaf in (buffer.levels.wall_map, buffer.levels.goal_pos,
                                                    buffer.levels.agent_pos, buffer.levels.agent_dir)))
@@ -138,11 +142,80 @@ def render_top_levels(states: Any, out: str | Path, top: int = 8, seed_index: in
         ax.set_title(title, fontsize=8)
         ax.axis("off")
     fig.suptitle(f"highest-scoring buffer levels (seed {seed_index}, {size} levels in the buffer)", fontsize=9)
-    fig.tight_layout()
+    return fig
+
+
+def render_top_levels(states: Any, out: str | Path, top: int = 8, seed_index: int = 0) -> Path | None:
+    """Render the ``top`` highest-scoring filled slots of seed ``seed_index``'s level buffer (``states``: the
+    batched RunState of a PLR/ACCEL run) into one PNG. None when the state has no (non-empty) buffer."""
+    fig = top_levels_figure(states, top, seed_index)
+    if fig is None:
+        return None
+    import matplotlib.pyplot as plt
+
     path = Path(out)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def lm_heldout(result: Any, num_problems: int = HELDOUT_PROBLEMS) -> dict[str, Any] | None:
+    """Held-out accuracy of a language-model run before and after training (None for any other run).
+
+    ``result``: the :class:`~jaxrl_self.run.RunResult` of an LM run with a run folder (its ``config.json`` rebuilds
+    the algorithm, config and task; ``initial_states`` are the parameters before, ``states`` after). The algorithm's
+    ``make_eval(config, task)`` answers ``num_problems`` problems drawn from the training distribution with the
+    held-out key (:data:`~jaxrl_self.lm.evaluate.HELD_OUT_SEED`, no training run's), greedily, one response each;
+    every seed and both ends see the same problems. What it evaluates is the module's ``eval_params(state)`` where it
+    has one (SOAR: the promoted student), else ``state.params``; the accuracy is the mean of its ``correct``.
+    Returns per-seed accuracies and their mean ± 95% CI, before (at ``initial_update``: 0, or where this process
+    resumed) and after (the updates done)."""
+    import json
+
+    import jax
+
+    from jaxrl_self import envs
+    from jaxrl_self.lm.evaluate import HELD_OUT_SEED
+    from jaxrl_self.run.checkpoint import config_from_dict
+    from jaxrl_self.run.runner import is_lm_config, load_algorithm
+
+    run_dir = getattr(result, "run_dir", None)
+    before_states = getattr(result, "initial_states", None)
+    if run_dir is None or before_states is None or not (Path(run_dir) / "config.json").exists():
+        return None
+    desc = json.loads((Path(run_dir) / "config.json").read_text())
+    module = load_algorithm(desc.get("algo_module") or desc["algo"])
+    config = config_from_dict(module.Config, desc["config"])
+    if not is_lm_config(config) or not hasattr(module, "make_eval"):
+        return None
+    task = envs.make(desc["env"], **dict(desc.get("env_kwargs") or {}))
+    evaluate = module.make_eval(config, task)
+    policy = getattr(module, "eval_params", lambda state: state.params)
+    key = jax.random.key(HELD_OUT_SEED)
+
+    def accuracy(params):  # [num_problems] correct -> accuracy, one seed
+        return evaluate(params, key, num_episodes=int(num_problems)).correct.astype(np.float32).mean()
+
+    over_seeds = jax.jit(jax.vmap(accuracy))
+    before = np.asarray(over_seeds(policy(before_states)), np.float64)
+    after = np.asarray(over_seeds(policy(result.states)), np.float64)
+    done = (result.summary or {}).get("updates_done")
+    side = lambda acc, update: {**mean_ci(acc).as_dict(), "per_seed": acc.tolist(), "update": update}  # noqa: E731
+    return {"algo": desc.get("algo"), "env": desc["env"], "num_problems": int(num_problems), "greedy": True,
+            "problem_key_seed": HELD_OUT_SEED, "num_seeds": int(before.shape[0]),
+            "before": side(before, int(getattr(result, "initial_update", 0))), "after": side(after, done)}
+
+
+def heldout_line(heldout: dict[str, Any]) -> str:
+    """``held-out accuracy (128 problems, greedy): 0.412 → 0.655`` (mean over seeds, with the updates when the run
+    was resumed)."""
+    n, seeds = heldout["num_problems"], heldout["num_seeds"]
+    what = f"{n} problems, greedy" + (f", mean of {seeds} seeds" if seeds > 1 else "")
+    before, after = heldout["before"], heldout["after"]
+    if before["update"]:
+        return (f"held-out accuracy ({what}): {before['mean']:.3f} at update {before['update']} (resumed) → "
+                f"{after['mean']:.3f} at update {after['update']}")
+    return f"held-out accuracy ({what}): {before['mean']:.3f} → {after['mean']:.3f}"
 
 
 def write_report(run_dir: str | Path, states: Any = None) -> list[str]:
@@ -168,11 +241,17 @@ def write_report(run_dir: str | Path, states: Any = None) -> list[str]:
 
 
 def after_training(result: Any) -> list[str]:
-    """The CLI hook: :func:`write_report` on a :class:`~jaxrl_self.run.RunResult`. Never fails a run."""
+    """The CLI hook: :func:`write_report` on a :class:`~jaxrl_self.run.RunResult`, and for a language-model run
+    :func:`lm_heldout` (written to ``heldout_lm.json``, one line printed). Never fails a run."""
     if getattr(result, "run_dir", None) is None:
         return []
     try:
-        return write_report(result.run_dir, result.states)
+        lines = write_report(result.run_dir, result.states)
+        heldout = lm_heldout(result)
+        if heldout is not None:
+            write_json(Path(result.run_dir) / "heldout_lm.json", heldout)
+            lines.append(heldout_line(heldout))
+        return lines
     except Exception as e:  # a report must never cost a run
         return [f"report:       failed ({e!r})"]
 

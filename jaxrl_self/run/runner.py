@@ -23,9 +23,17 @@ compiled program with ``num_active = N mod c``, and a ``lax.cond`` on the (scala
 index turns the trailing updates into no-ops that are neither computed nor recorded. No second compile. When
 ``c`` divides ``N`` the cond is left out of the program.
 
-**Progress.** With ``progress=True`` the scan body calls ``jax.experimental.io_callback`` (ordered, outside
-the seed vmap) once per update with that update's ``env_steps`` / ``episode_return`` per seed; the host side
-moves a tqdm bar showing env steps/s and the latest mean return. Never per environment step.
+**Progress.** With ``progress=True`` the runner says on stderr when it starts compiling and how long that took
+(``compiling the training program (2 seeds, chunk of 10 updates)...``, ``compiled in 12.3 s``: the silent seconds
+before the first update), and the scan body calls ``jax.experimental.io_callback`` (ordered, outside the seed vmap)
+once per update with that update's ``env_steps`` / ``episode_return`` per seed; the host side moves a tqdm bar
+showing env steps/s and the latest mean return. Never per environment step. ``progress=False`` prints neither (the
+notes about the run folder, e.g. ``resumed from update N``, are printed either way).
+
+**Language-model runs** (the config is an :class:`~jaxrl_self.lm.LMRLConfig`, as every LM-RL method's is; they
+train on token tasks) count generated tokens as ``env_steps``, so the bar and ``summary.json`` give tokens/s and
+completions/s instead: ``tokens_per_s`` / ``completions_per_s``, with ``tokens`` and ``completions`` over the run
+(:func:`lm_completions_per_update` says how completions are counted).
 
 **Non-finite losses.** Algorithms record in ``RunState.nonfinite_update`` (per seed) the first update whose
 loss was NaN/inf, and skip it and every later update. After each chunk the runner checks it; if any seed
@@ -33,13 +41,22 @@ reports one, the chunk's checkpoint is *not* written, the metrics before the bad
 ``nonfinite.json`` is written to the run folder, and :class:`~jaxrl_self.core.NonFiniteLossError` is raised
 with the update index and seed index. The previous checkpoint stays the newest.
 
+**Resume.** ``resume=True`` restores the newest checkpoint whose config matches the run (another config:
+:class:`~jaxrl_self.core.CheckpointMismatchError` naming the fields) and prints ``resumed from update N
+(RUN_DIR/checkpoints/N)`` on stderr. A newer checkpoint that cannot be read (a truncated file, a disk that filled
+up) is set aside: renamed ``checkpoints/<step>.unreadable-<time>``, kept for inspection, with a one-line warning;
+the run continues from the previous one and writes that step again (see
+:meth:`~jaxrl_self.run.checkpoint.Checkpointer.restore`). ``summary.json`` records ``resumed_from_checkpoint``
+and ``set_aside_checkpoints``.
+
 **Run folder** (``runs/<algo>-<env>-<YYYYmmdd-HHMMSS>/``)::
 
     config.json          algorithm, environment, seeds, every config field (also stored in each checkpoint)
     metrics.jsonl        one row per update per seed + one mean-over-seeds row (see jaxrl_self.run.metrics)
     metrics.csv          the same rows, scalar metrics only
-    summary.json         compile / run times, env steps/s, final return mean and 95% CI over seeds, status
+    summary.json         compile / run times, env steps/s (LM runs: tokens/s, completions/s), final return, status
     checkpoints/<step>/  orbax checkpoints (step = updates done), the newest ``keep_checkpoints`` kept
+    checkpoints/<step>.unreadable-<time>/  a checkpoint --resume could not read, set aside (see below)
     learning_curve.png   episode return vs env steps, mean ± 95% CI over seeds
     nonfinite.json       only when a loss became NaN/inf
 """
@@ -85,9 +102,15 @@ __all__ = [
     "default_env_kwargs",
     "RestoredRun",
     "restore_run",
+    "is_lm_config",
+    "lm_completions_per_update",
 ]
 
-PROGRESS_FIELDS = ("env_steps", "episode_return", "episode_return_valid")
+#: Metrics the progress bar is fed (those a run's metrics have; ``num_finished``: T-PPO's finished responses).
+PROGRESS_FIELDS = ("env_steps", "episode_return", "episode_return_valid", "num_finished")
+#: Config fields, tried in order, holding the responses an LM update samples per prompt (see
+#: :func:`lm_completions_per_update`).
+RESPONSES_PER_PROMPT = ("group_size", "n_votes", "num_datasets")
 
 
 # ---------------------------------------------------------------------------------------------- options
@@ -139,13 +162,17 @@ class RunResult:
     """What :meth:`Runner.run` returns.
 
     ``metrics`` maps metric names to arrays of shape ``(updates_run_now, num_seeds, ...)`` (only the updates
-    run by this process: a resumed run's earlier rows are in ``run_dir/metrics.jsonl``).
+    run by this process: a resumed run's earlier rows are in ``run_dir/metrics.jsonl``). A language-model run
+    (:func:`is_lm_config`) also keeps ``initial_states``, the states this process started from (after ``init``, or
+    the checkpoint it resumed from at update ``initial_update``), for a before/after evaluation; None otherwise.
     """
 
     states: Any
     metrics: dict[str, np.ndarray]
     summary: dict[str, Any]
     run_dir: Path | None
+    initial_states: Any = None
+    initial_update: int = 0
 
 
 # ---------------------------------------------------------------------------------------------- algorithms
@@ -154,7 +181,8 @@ class UnknownAlgorithmError(ValueError):
 
 
 def load_algorithm(name_or_module: str | ModuleType) -> ModuleType:
-    """An algorithm module from a registered name (``"ppo"``) or a dotted module path (``"my_pkg.my_algo"``).
+    """An algorithm module from a registered name (``"ppo"``, ``"soar-maze"``: ``-`` and ``_`` alike) or a dotted
+    module path (``"my_pkg.my_algo"``).
 
     The module must expose ``Config``, ``make_train`` (and ``make_eval`` for ``jaxrl-self eval``).
     """
@@ -167,7 +195,7 @@ def load_algorithm(name_or_module: str | ModuleType) -> ModuleType:
         registry = algorithm_registry(algos)
     except ImportError:  # pragma: no cover - algos package missing
         algos = None
-    key = name.strip().lower()
+    key = name.strip().lower().replace("-", "_")  # soar-maze = soar_maze
     if algos is not None and key in registry:
         target = registry[key]
         module = importlib.import_module(target) if isinstance(target, str) else target
@@ -224,6 +252,27 @@ def run_description(*, algo: str, env: str, config: Any, seed: int, num_seeds: i
         "runner": dict(runner or {}),
         "version": __version__,
     }
+
+
+def is_lm_config(config: Any) -> bool:
+    """Whether ``config`` is a language-model RL method's: an :class:`~jaxrl_self.lm.LMRLConfig` (every LM-RL
+    method's ``Config`` builds on it, and each trains on token tasks: ``ENV_KINDS`` ``("task",)`` or a task name)."""
+    lm_config = sys.modules.get("jaxrl_self.lm.config")  # not imported: no config can be one (PPO needs no lm import)
+    return lm_config is not None and isinstance(config, lm_config.LMRLConfig)
+
+
+def lm_completions_per_update(config: Any) -> int | None:
+    """Completions (responses) one update of an LM run samples per seed, from its config: ``num_prompts`` times the
+    responses per prompt it passes to the rollout, the first of :data:`RESPONSES_PER_PROMPT` the config has
+    (``group_size``: GRPO, token PPO, RLT; ``n_votes``: TTRL; ``num_datasets``: SOAR's teacher). None when the config
+    has no such fields (T-PPO, whose responses span updates: the runner counts its ``num_finished`` metric instead)
+    or is not an LM config. These are the responses whose tokens ``env_steps`` counts."""
+    if not is_lm_config(config) or not hasattr(config, "num_prompts"):
+        return None
+    for name in RESPONSES_PER_PROMPT:
+        if hasattr(config, name):
+            return int(config.num_prompts) * int(getattr(config, name))
+    return None
 
 
 # ---------------------------------------------------------------------------------------------- pieces
@@ -290,13 +339,19 @@ class Progress:
 
     steps/s is measured from the first update this process ran (so compile time is not counted), summing the
     env steps of all seeds. The return shown is the mean over seeds that finished an episode in the latest
-    update that had any.
+    update that had any. A language-model run (``lm=True``) shows ``tokens/s`` (its env steps are generated tokens)
+    and ``completions/s``: ``completions_per_update`` (all seeds) per update, or the ``num_finished`` metric summed
+    over seeds where the run has it (T-PPO).
     """
 
-    def __init__(self, total: int, initial: int = 0, enabled: bool = True, desc: str = "train"):
+    def __init__(self, total: int, initial: int = 0, enabled: bool = True, desc: str = "train", *,
+                 lm: bool = False, completions_per_update: int | None = None):
         self.done = initial
         self.env_steps = 0.0
         self.last_return = math.nan
+        self.lm = lm
+        self.completions_per_update = completions_per_update
+        self.completions = 0.0  # counted from the first update seen
         self._first: tuple[float, float] | None = None  # (time, env steps) at the first update seen
         self._bar = None
         if enabled:
@@ -305,7 +360,8 @@ class Progress:
             self._bar = tqdm(total=total, initial=initial, desc=desc, unit="upd", dynamic_ncols=True,
                              file=sys.stderr, smoothing=0.1)
 
-    def __call__(self, active: bool, env_steps=None, episode_return=None, episode_return_valid=None) -> None:
+    def __call__(self, active: bool, env_steps=None, episode_return=None, episode_return_valid=None,
+                 num_finished=None) -> None:
         if not active:
             return
         self.done += 1
@@ -316,7 +372,13 @@ class Progress:
             if self._first is None:
                 self._first = (now, self.env_steps)
             elif now > self._first[0]:
-                post["steps/s"] = f"{(self.env_steps - self._first[1]) / (now - self._first[0]):,.0f}"
+                elapsed = now - self._first[0]
+                post["tokens/s" if self.lm else "steps/s"] = f"{(self.env_steps - self._first[1]) / elapsed:,.0f}"
+                if self.lm:
+                    done = float(np.sum(num_finished)) if num_finished is not None else self.completions_per_update
+                    self.completions += done or 0.0
+                    if done is not None:
+                        post["completions/s"] = f"{self.completions / elapsed:,.1f}"
         if episode_return is not None:
             ret = np.asarray(episode_return, np.float64)
             valid = np.ones(ret.shape, bool) if episode_return_valid is None else np.asarray(episode_return_valid, bool)
@@ -411,10 +473,13 @@ class Runner:
             raise ConfigError("resume", True, "--resume needs --run-dir pointing at the run to continue",
                               owner="RunOptions")
         self.keys = seed_keys(options.seed, options.seeds)
+        self.lm = is_lm_config(train.config)  # tokens/s and completions/s instead of env steps/s
+        self.completions_per_update = lm_completions_per_update(train.config)  # per seed; None: count num_finished
         self.timings: dict[str, float] = {}
         self._compiled_chunk = None
         self._compiled_init = None
         self._progress: Progress | None = None
+        self._resumed: dict[str, Any] = {}  # resumed_from_checkpoint / set_aside_checkpoints, for summary.json
         if programs is not None:
             self.use_programs(programs)
 
@@ -423,7 +488,16 @@ class Runner:
         return jax.eval_shape(jax.vmap(self.train.init), self.keys)
 
     def compile(self, need_init: bool = True) -> dict[str, float]:
-        """Lower and compile the init and chunk programs; returns the compile times in seconds."""
+        """Lower and compile the init and chunk programs; returns the compile times in seconds. With
+        ``options.progress`` it says so on stderr, a line before and one after (nothing when nothing is compiled)."""
+        todo = (need_init and self._compiled_init is None) or self._compiled_chunk is None
+        if not todo:
+            return dict(self.timings)
+        if self.options.progress:
+            seeds, c = self.options.seeds, self.chunk_updates
+            print(f"compiling the training program ({seeds} seed{'s' * (seeds != 1)}, chunk of {c} "
+                  f"update{'s' * (c != 1)})...", file=sys.stderr, flush=True)
+        start = time.perf_counter()
         abstract = self.abstract_states()
         callback = self._on_update if self.options.progress else None
         chunk = make_chunk_fn(self.train, self.chunk_updates, masked=self.masked, callback=callback)
@@ -437,6 +511,8 @@ class Runner:
             self._compiled_chunk = jax.jit(chunk, compiler_options=self.compiler_options).lower(
                 abstract, jax.ShapeDtypeStruct((), jnp.int32)).compile()
             self.timings["compile_chunk_s"] = time.perf_counter() - t
+        if self.options.progress:
+            print(f"compiled in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
         return dict(self.timings)
 
     def programs(self) -> CompiledPrograms:
@@ -473,6 +549,7 @@ class Runner:
         opts = self.options
         ckpt = None
         start, states = 0, None
+        self._resumed = {}
         if self.run_dir is not None:
             ckpt_dir = self.run_dir / "checkpoints"
             has_ckpt = ckpt_dir.exists() and any(p.name.isdigit() for p in ckpt_dir.iterdir())
@@ -484,9 +561,7 @@ class Runner:
             if opts.keep_checkpoints > 0 or has_ckpt:
                 ckpt = Checkpointer(ckpt_dir, keep=max(1, opts.keep_checkpoints))
             if opts.resume and has_ckpt:
-                ckpt.check_compatible(self.description)
-                start, states, _ = ckpt.restore(self.abstract_states())
-                self._check_counter(states, start)
+                start, states = self._resume(ckpt)
             elif opts.resume:
                 print(f"note: {self.run_dir} has no checkpoint yet; starting from scratch", file=sys.stderr)
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -511,8 +586,11 @@ class Runner:
             writer = MetricsWriter(self.run_dir, tensorboard=opts.tensorboard, wandb=opts.wandb, start_update=start,
                                    wandb_kwargs={"project": opts.wandb_project, "name": self.run_dir.name,
                                                  "config": self.description})
+        initial_states = states if self.lm else None  # for the held-out before/after of an LM run
         self._progress = Progress(self.num_updates, initial=start, enabled=opts.progress,
-                                  desc=str(self.description.get("algo", "train")))
+                                  desc=str(self.description.get("algo", "train")), lm=self.lm,
+                                  completions_per_update=None if self.completions_per_update is None
+                                  else self.completions_per_update * opts.seeds)
         all_metrics: list[dict[str, np.ndarray]] = []
         run_s = ckpt_s = 0.0
         status = "failed"
@@ -560,9 +638,26 @@ class Runner:
             summary = self._finish(writer, status, start, all_metrics, run_s, ckpt_s)
             if ckpt is not None:
                 ckpt.close()
-        return RunResult(states, _concat(all_metrics), summary, self.run_dir)
+        return RunResult(states, _concat(all_metrics), summary, self.run_dir, initial_states=initial_states,
+                         initial_update=start)
 
     # ------------------------------------------------------------------ helpers
+    def _resume(self, ckpt: Checkpointer) -> tuple[int, Any]:
+        """Restore the newest readable checkpoint of this run (another config: CheckpointMismatchError); newer
+        unreadable ones are set aside (one warning line each) so the run can write those steps again."""
+        start, states, _ = ckpt.restore(self.abstract_states(), expected_config=self.description,
+                                        set_aside_unreadable=True)
+        for moved in ckpt.set_aside:
+            print(moved.message(start), file=sys.stderr)
+        self._check_counter(states, start)
+        path = Path(self.run_dir or ckpt.directory.parent) / "checkpoints" / str(start)
+        if start < self.num_updates:  # (a finished run says so itself)
+            print(f"resumed from update {start} ({path})", file=sys.stderr)
+        self._resumed = {"resumed_from_checkpoint": str(path)}
+        if ckpt.set_aside:
+            self._resumed["set_aside_checkpoints"] = [str(m.path) for m in ckpt.set_aside]
+        return start, states
+
     @staticmethod
     def _first_nonfinite(states) -> tuple[int, int] | None:
         nf = getattr(states, "nonfinite_update", None)
@@ -585,7 +680,9 @@ class Runner:
         metrics = _concat(all_metrics)
         summary = build_summary(metrics, timings=self.timings, run_s=run_s, checkpoint_s=ckpt_s,
                                 num_updates=self.num_updates, start_update=start, status=status,
-                                description=self.description)
+                                description=self.description, lm=self.lm,
+                                completions_per_update=self.completions_per_update)
+        summary.update(self._resumed)
         if writer is not None:
             writer.close()
         if self.run_dir is not None:
@@ -617,8 +714,13 @@ def _concat(chunks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
 def build_summary(metrics: dict[str, np.ndarray], *, timings: Mapping[str, float], run_s: float, checkpoint_s: float,
                   num_updates: int, start_update: int, status: str,
-                  description: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """``summary.json``: timings, throughput and the final return over seeds (mean and 95% t-CI)."""
+                  description: Mapping[str, Any] | None = None, lm: bool = False,
+                  completions_per_update: int | None = None) -> dict[str, Any]:
+    """``summary.json``: timings, throughput and the final return over seeds (mean and 95% t-CI).
+
+    ``lm``: a language-model run, whose ``env_steps`` are generated tokens: also ``tokens`` / ``tokens_per_s`` (the
+    env steps under their name) and ``completions`` / ``completions_per_s``, counted as ``completions_per_update``
+    per seed per update, or from the ``num_finished`` metric where the run has it (T-PPO)."""
     updates_run = int(next(iter(metrics.values())).shape[0]) if metrics else 0
     summary: dict[str, Any] = {
         "status": status,
@@ -639,6 +741,20 @@ def build_summary(metrics: dict[str, np.ndarray], *, timings: Mapping[str, float
         total = float(np.sum(steps[-1])) * updates_run / (start_update + updates_run)
         summary["env_steps"] = float(np.sum(steps[-1]))
         summary["env_steps_per_s"] = total / run_s if run_s > 0 else None
+        if lm:
+            summary["tokens"], summary["tokens_per_s"] = summary["env_steps"], summary["env_steps_per_s"]
+            done = start_update + updates_run
+            if "num_finished" in metrics:  # this process's, scaled to the run as for env steps after a resume
+                now = float(np.sum(np.asarray(metrics["num_finished"], np.float64)))
+                completions = now * done / updates_run
+            elif completions_per_update is not None:
+                now = float(completions_per_update * steps.shape[1] * updates_run)
+                completions = float(completions_per_update * steps.shape[1] * done)
+            else:
+                now = completions = None
+            if completions is not None:
+                summary["completions"] = completions
+                summary["completions_per_s"] = now / run_s if run_s > 0 else None
     summary["updates_per_s"] = updates_run / run_s if run_s > 0 else None
     if "episode_return" in metrics and updates_run:
         values = np.asarray(metrics["episode_return"]).T

@@ -38,6 +38,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from jaxrl_self import lm
@@ -56,6 +57,8 @@ __all__ = ["NAME", "DEFAULT_ENV", "STUDENTS", "Config", "RunState", "Metrics", "
            "format_explanations", "score_explanations", "explain", "distillation_data", "make_train", "make_eval"]
 
 NAME = "rlt"
+#: What it trains on: the addition task only (kinds: jaxrl_self.core.algorithm.ENVIRONMENT_KINDS).
+ENV_KINDS = ("addition",)
 DEFAULT_ENV = "addition"
 STUDENTS = ("reader", "base")
 
@@ -120,19 +123,19 @@ class Config(GroupConfig):
             if not isinstance(v, int) or isinstance(v, bool) or v < (0 if name.endswith("steps") else 1):
                 raise ConfigError(name, v, "a positive integer" if not name.endswith("steps") else "an integer >= 0",
                                   owner)
-        if self.max_new_tokens < self.max_explanation + 2:
+        if isinstance(self.max_new_tokens, (int, np.integer)) and self.max_new_tokens < self.max_explanation + 2:
             raise ConfigError("max_new_tokens", self.max_new_tokens,
                               f">= max_explanation + 2 = {self.max_explanation + 2} (the explanation, </think>, <eos>)",
                               owner)
+        if env is not None and (not isinstance(env, AdditionTask) or env.scratchpad):  # before the base model's task
+            raise ConfigError("env", repr(env), "an AdditionTask without scratchpad (RLT's teacher writes the "
+                              "explanation; pass --task addition)", owner)
         self.validate_group(env, env_params, owner=owner, group_size=self.group_size, group_field="group_size",
-                            batch_size=self.batch_size,
+                            batch_size=lambda: self.batch_size,
                             extra_numeric={"reward_kl_coef": NON_NEGATIVE, "reward_alpha": NON_NEGATIVE,
                                            "student_temperature": POSITIVE, "explanation_penalty": NON_NEGATIVE,
                                            "sft_learning_rate": POSITIVE})
         if env is not None:
-            if not isinstance(env, AdditionTask) or env.scratchpad:
-                raise ConfigError("env", repr(env), "an AdditionTask without scratchpad (RLT's teacher writes the "
-                                  "explanation; pass --task addition)", owner)
             if not self.base_model:
                 check_model(self.model, env, 0, owner, "model", context=self.context_len(env))
 

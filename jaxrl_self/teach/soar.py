@@ -39,6 +39,7 @@ with their true sums, the base model's own pretraining range; the hard set's pro
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -49,22 +50,23 @@ from jaxrl_self import lm, rl
 from jaxrl_self.algos import grpo
 from jaxrl_self.core.algorithm import Train, static_field as _static
 from jaxrl_self.core.environment import tree_select
-from jaxrl_self.core.errors import ConfigError
+from jaxrl_self.core.errors import ConfigError, errors_within
 from jaxrl_self.core.sequence import VOCAB, Problem, SequenceTask
 from jaxrl_self.lm.config import COUNT, POSITIVE, GroupConfig, check_model
 from jaxrl_self.lm.evaluate import HELD_OUT_SEED, difficulty_params, max_difficulty
 from jaxrl_self.lm.supervised import SupervisedConfig, fine_tune
 from jaxrl_self.nets.transformer import TransformerConfig
 from jaxrl_self.rl import group
+from jaxrl_self.teach.grounded import grounded_rewards, promoted_student, promotion_step
 
 __all__ = ["NAME", "DEFAULT_ENV", "TEACHER_REWARDS", "TEACHER_PROMPT", "HARD_SEED", "Config", "HardSet",
            "Promotion", "RunState", "Metrics", "teacher_prompts", "written_problems", "write_datasets", "empty_set",
-           "dataset_rewards",
-           "learnability_rewards",
-           "teacher_advantages", "promotion_step", "promoted_student", "hard_set", "make_inner", "make_train",
+           "learnability_rewards", "teacher_advantages", "hard_set", "make_inner", "make_train",
            "eval_params", "make_eval"]
 
 NAME = "soar"
+#: What it trains on: token tasks (kinds: jaxrl_self.core.algorithm.ENVIRONMENT_KINDS).
+ENV_KINDS = ("task",)
 DEFAULT_ENV = "addition"
 TEACHER_REWARDS = ("grounded", "learnability")
 #: The teacher's fixed prompt: "write a problem".
@@ -149,12 +151,13 @@ class Config(GroupConfig):
         if not isinstance(self.student, grpo.Config):
             raise ConfigError("student", type(self.student).__name__, "a jaxrl_self.algos.grpo.Config", owner)
         self.validate_group(env, env_params, owner=owner, group_size=self.num_datasets, group_field="num_datasets",
-                            batch_size=self.batch_size, flags=("promotion",),
+                            batch_size=lambda: self.batch_size, flags=("promotion",),
                             sizes=("num_students", "promotion_window", "hard_difficulty", "hard_candidates",
                                    "hard_samples", "reward_problems", "sft_batch"),
                             extra_numeric={"promotion_threshold": (lambda x: x == x, "a number"),
                                            "sft_learning_rate": POSITIVE, "warmup_steps": COUNT})
-        self.student.validate(env, None)
+        with errors_within(owner, "student."):  # the students start from the teacher's base model
+            self.student.replace(base_model=self.base_model).validate(env, None)
         if env is not None:
             if not hasattr(env, "parse_problem"):
                 raise ConfigError("env", repr(env), "a task whose problems a model can write (parse_problem): "
@@ -268,9 +271,14 @@ def write_datasets(task: SequenceTask, responses: jax.Array, num_datasets: int
             correct)
 
 
+@functools.partial(jax.jit, static_argnums=0)  # one compile per (task, shape); op by op it took ~10 s on CPU
+def _written_template(task: SequenceTask, tokens: jax.Array) -> Problem:
+    return written_problems(task, tokens)[0]
+
+
 def empty_set(task: SequenceTask, num: int, width: int) -> lm.ProblemSet:
     """``num`` rows shaped like written pairs (of ``width`` tokens), none valid: the shape of a dataset."""
-    return lm.ProblemSet(problems=written_problems(task, jnp.zeros((num, width), jnp.int32))[0],
+    return lm.ProblemSet(problems=_written_template(task, jnp.zeros((num, width), jnp.int32)),
                          valid=jnp.zeros((num,), bool))
 
 
@@ -280,11 +288,6 @@ def teacher_prompts(num: int) -> Problem:
     prompt = jnp.broadcast_to(jnp.asarray(VOCAB.encode(TEACHER_PROMPT), jnp.int32), (num, len(TEACHER_PROMPT)))
     zeros = jnp.zeros((num, 1), jnp.int32)
     return Problem(prompt=prompt, answer=zeros, solution=zeros, difficulty=jnp.zeros((num,), jnp.int32))
-
-
-def dataset_rewards(student_accuracy: jax.Array, baseline_accuracy: jax.Array) -> jax.Array:
-    """The grounded reward ``[g]``: ``R_k = mean_j (acc[k, j] − acc_base)`` from ``student_accuracy [g, r]``."""
-    return jnp.mean(student_accuracy - baseline_accuracy, axis=1)
 
 
 def learnability_rewards(success: jax.Array, valid: jax.Array) -> jax.Array:
@@ -301,28 +304,6 @@ def teacher_advantages(rewards: jax.Array, num_pairs: int, estimator: str = "rlo
     dataset."""
     adv = group.group_advantages(rewards[None, :], estimator, eps=eps)[0]  # [g]
     return jnp.tile(adv, num_pairs)
-
-
-def promotion_step(window: jax.Array, filled: jax.Array, mean_reward: jax.Array, threshold: jax.Array,
-                   enabled: bool = True) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """Push this step's ``mean_reward`` into the window of the last ``m`` steps; fire when the window is full and
-    its mean exceeds ``threshold``. Returns ``(window, filled, fired, moving_average)``; after firing the window
-    restarts (``filled = 0``); the moving average is NaN while the window is not full."""
-    m = window.shape[0]
-    window = jnp.concatenate([window[1:], jnp.asarray(mean_reward, jnp.float32)[None]])
-    filled = jnp.minimum(filled + 1, m)
-    full = filled >= m
-    average = jnp.where(full, jnp.mean(window), jnp.nan)
-    fired = jnp.asarray(enabled) & full & (jnp.mean(window) > threshold)
-    return jnp.where(fired, jnp.zeros_like(window), window), jnp.where(fired, 0, filled), fired, average
-
-
-def promoted_student(rewards: jax.Array, student_accuracy: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``(best dataset, its median student)``: the dataset with the highest reward (the first on ties) and the
-    student whose accuracy is the lower median of its ``r`` copies (``sorted[(r − 1) // 2]``, stable order)."""
-    best = jnp.argmax(rewards).astype(jnp.int32)
-    order = jnp.argsort(student_accuracy[best], stable=True)
-    return best, order[(student_accuracy.shape[1] - 1) // 2].astype(jnp.int32)
 
 
 # ============================================================================================ program pieces
@@ -466,7 +447,7 @@ def make_train(config: Config, env: SequenceTask, env_params: Any = None, *, ini
 
         acc_base = accuracy(state.baseline)
         acc_students = jax.vmap(accuracy)(student_params).reshape(g, r)
-        grounded = dataset_rewards(acc_students, acc_base)
+        grounded = grounded_rewards(acc_students, acc_base)
         if config.teacher_reward == "grounded":
             rewards = grounded
         else:  # learnability: the baseline's success rate on each pair, against the teacher's answer

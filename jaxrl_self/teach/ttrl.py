@@ -41,6 +41,7 @@ from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from jaxrl_self import lm
@@ -58,6 +59,8 @@ __all__ = ["NAME", "DEFAULT_ENV", "REWARDS", "GUARDS", "SUBSETS", "TEST_SET_SEED
            "test_set", "make_train", "make_eval"]
 
 NAME = "ttrl"
+#: What it trains on: token tasks (kinds: jaxrl_self.core.algorithm.ENVIRONMENT_KINDS).
+ENV_KINDS = ("task",)
 DEFAULT_ENV = "addition"
 REWARDS = ("majority", "majority+novelty", "self_certainty", "semantic_entropy")
 GUARDS = ("none", "stop", "minority")
@@ -132,13 +135,16 @@ class Config(GroupConfig):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(name, v, "a positive integer", owner)
+        if (not isinstance(self.problem_seed, (int, np.integer)) or isinstance(self.problem_seed, bool)
+                or self.problem_seed < 0):
+            raise ConfigError("problem_seed", self.problem_seed, "an integer >= 0 (the test set's seed)", owner)
         if self.n_train > self.n_votes:
             raise ConfigError("n_train", self.n_train, f"<= n_votes={self.n_votes} (M of the N votes are trained on)",
                               owner)
         if self.n_train < 2:
             raise ConfigError("n_train", self.n_train, "an integer >= 2 (a group advantage needs two samples)", owner)
         self.validate_group(env, env_params, owner=owner, group_size=self.n_votes, group_field="n_votes",
-                            batch_size=self.batch_size,
+                            batch_size=lambda: self.batch_size,
                             extra_numeric={"guard_ema": UNIT, "guard_margin": NON_NEGATIVE,
                                            "guard_min_steps": COUNT, "flip_threshold": POSITIVE,
                                            "minority_strength": NON_NEGATIVE, "min_majority_ratio": UNIT})

@@ -594,6 +594,24 @@ def test_metrics_writer_masks_invalid_and_truncates_on_resume(tmp_path):
         assert [r["update"] for r in csv.DictReader(f)] == ["0"] * 4 + ["1"] * 4
 
 
+def test_a_csv_row_torn_by_a_kill_does_not_survive_a_resume(tmp_path):
+    """A kill mid-write can cut the CSV's last row ("1" of "12", or a missing column); a resume rebuilds the CSV
+    from the JSONL rows it keeps, so the file equals one written without the kill."""
+    import csv
+
+    w = metrics_lib.MetricsWriter(tmp_path)
+    w.write(_synthetic_chunk(), first_update=0)
+    w.close()
+    clean = (tmp_path / "metrics.csv").read_text()
+    with open(tmp_path / "metrics.csv", "a") as f:
+        f.write("1")  # the start of update 12's row, cut after one character
+    metrics_lib.MetricsWriter(tmp_path, start_update=2).close()
+    assert (tmp_path / "metrics.csv").read_text() == clean
+    with open(tmp_path / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["update"] for r in rows] == ["0"] * 4 + ["1"] * 4 and all(None not in r.values() for r in rows)
+
+
 def _read_tb_scalars(logdir: Path) -> dict[str, list[tuple[int, float]]]:
     """Parse TensorBoard event files (TFRecord framing) with tensorboardX's protobufs."""
     import struct as pystruct

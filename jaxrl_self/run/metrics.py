@@ -184,16 +184,19 @@ class MetricsWriter:
             rows = [r for r in read_jsonl(self.jsonl_path) if r.get("update", -1) < start_update]
             _atomic_write(self.jsonl_path, "".join(json.dumps(r) + "\n" for r in rows))
         if self.csv_path.exists():
+            # The CSV is rebuilt from the kept JSONL rows (written and fsynced first, from the same dicts), so a
+            # row torn by a kill mid-write (a cut number, a missing column) cannot survive into the resumed run.
             with open(self.csv_path, newline="") as f:
-                reader = csv.DictReader(f)
-                self._columns = list(reader.fieldnames or []) or None
-                kept = [r for r in reader if r.get("update") not in (None, "") and int(r["update"]) < start_update]
+                header = next(csv.reader(f), [])
+            self._columns = header or None
             if self._columns:
+                kept = [r for r in read_jsonl(self.jsonl_path) if r.get("update", -1) < start_update] \
+                    if self.jsonl_path.exists() else []
                 tmp = self.csv_path.with_suffix(".csv.tmp")
                 with open(tmp, "w", newline="") as f:
                     w = csv.DictWriter(f, fieldnames=self._columns, extrasaction="ignore")
                     w.writeheader()
-                    w.writerows(kept)
+                    w.writerows({k: ("" if r.get(k) is None else r.get(k)) for k in self._columns} for r in kept)
                     f.flush()
                     os.fsync(f.fileno())
                 os.replace(tmp, self.csv_path)

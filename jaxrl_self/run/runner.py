@@ -573,7 +573,19 @@ class Runner:
             if ckpt is not None:
                 ckpt.close()
             path = self.run_dir / "summary.json" if self.run_dir is not None else None
-            summary = json.loads(path.read_text()) if path is not None and path.exists() else {"status": "finished"}
+            summary = json.loads(path.read_text()) if path is not None and path.exists() else {}
+            if summary.get("status") != "finished":
+                # killed after its last checkpoint, before its end-of-run files (or an older process's summary is
+                # left): write summary.json and the curve now, from metrics.jsonl (this process ran nothing)
+                summary = build_summary({}, timings={}, run_s=0.0, checkpoint_s=0.0, num_updates=self.num_updates,
+                                        start_update=start, status="finished", description=self.description,
+                                        lm=self.lm, completions_per_update=self.completions_per_update)
+                summary.update(self._resumed)
+                if self.run_dir is not None:
+                    self._write_summary_and_plot(summary)
+                # an LM run's held-out evaluation (jaxrl-self train) was never run either: give it the states
+                return RunResult(states, {}, summary, self.run_dir, initial_states=states if self.lm else None,
+                                 initial_update=start)
             return RunResult(states, {}, summary, self.run_dir)
         self.compile(need_init=states is None)
         if states is None:

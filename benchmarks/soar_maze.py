@@ -360,7 +360,8 @@ def main(argv=None) -> int:
     hard_maze_scores(results, env, args)
     results["wall_s"] = round(time.perf_counter() - t0, 1)
     _save(results, args.output)
-    (RESULTS_DIR / f"{args.output}.partial.json").unlink(missing_ok=True)
+    for suffix in ("json", "md"):
+        (RESULTS_DIR / f"{args.output}.partial.{suffix}").unlink(missing_ok=True)
     plot(results, RESULTS_DIR / f"{args.output}.png")
     plot_levels(results, RESULTS_DIR / f"{args.output}.levels.png")
     print(markdown(results))

@@ -10,10 +10,11 @@ and from three other sources, and use those students as cold starts for GRPO.
 * **distillation**: ``num_distill`` problems of the RL difficulty; fresh students (``addition-long``) trained by
   supervised learning on (question, explanation, solution) from (a) the RL teacher (greedy), (b) the warm-up
   teacher (greedy), (c) plain (question, solution), (d) the task's scratchpad (oracle), each with the same number
-  of supervised steps of 64 sequences (``--distill-steps``, 3,000). ``--distill-steps 0`` matches trained (loss)
-  tokens instead (``--distill-tokens``), which gives the explanation sources a third of plain's steps: their ~16
-  explanation tokens per sequence count although most are easy, and the middle columns' sum digits stay at chance
-  for over 1,000 steps before they are learnt (the first results, ``rlt.md``, were token-matched);
+  of trained (loss) tokens (``--distill-tokens``, 1.5M; the issue's protocol: ``rlt.md``). That gives the
+  explanation sources a third of plain's steps (their ~16 explanation tokens per sequence count, though most are
+  easy), and the middle columns' sum digits stay at chance for over 1,000 steps before they are learnt; so
+  ``--distill-steps 3000 --output rlt_distill_steps`` gives every source the same number of steps instead
+  (``rlt_distill_steps.md``);
 * **evaluation**: held-out greedy accuracy of each student at the trained difficulty and one harder;
 * **GRPO cold start**: each student, then the same GRPO budget with the task's verifier, the same evaluation.
 
@@ -40,7 +41,7 @@ def main(argv=None) -> int:
     parser.add_argument("--updates", type=int, default=150, help="RL updates of the teacher")
     parser.add_argument("--difficulty", type=int, default=4)
     parser.add_argument("--num-distill", type=int, default=1024)
-    parser.add_argument("--distill-steps", type=int, default=3000,
+    parser.add_argument("--distill-steps", type=int, default=0,
                         help="supervised steps per student, the same for every source (0: match --distill-tokens)")
     parser.add_argument("--distill-tokens", type=int, default=1_500_000,
                         help="with --distill-steps 0: trained (loss) tokens per student")

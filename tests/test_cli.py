@@ -212,16 +212,9 @@ TOY_RUN = ["train", *TOY, "--seeds", "2", "--checkpoint-every", "6", "--keep-che
 
 def _interrupted_toy_run(capsys, monkeypatch, run_dir: Path, at_step: int = 12) -> None:
     """A toy run stopped by Ctrl-C right after its checkpoint at update ``at_step`` (checkpoints: 6, 12)."""
-    from jaxrl_self.run import checkpoint as ckpt_lib
+    from run_helpers import interrupt_after_save
 
-    save = ckpt_lib.Checkpointer.save
-
-    def save_then_interrupt(self, step, *args, **kwargs):
-        save(self, step, *args, **kwargs)
-        if step == at_step:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(ckpt_lib.Checkpointer, "save", save_then_interrupt)
+    interrupt_after_save(monkeypatch, at_step)
     code, _, err = _run(capsys, [*TOY_RUN, "--no-progress", "--run-dir", str(run_dir)])
     monkeypatch.undo()
     assert code == 130 and "the newest checkpoint is kept (resume with --resume)" in err

@@ -24,6 +24,7 @@ from jaxrl_self.curricula.common import student_ppo
 from jaxrl_self.envs.maze import MazeEditor
 from jaxrl_self.run import metrics as metrics_lib
 from jaxrl_self.run.runner import RunOptions, Runner, run_description, seed_keys
+import run_helpers
 from treecheck import assert_bitwise
 
 # compile fast, run slow: XLA:CPU without its fusion emitters compiles these programs about 3x faster
@@ -293,15 +294,8 @@ class Reference:
 
 
 def use_programs(monkeypatch, reference: Reference) -> None:
-    """Runners started by a test (or by the CLI) use the reference runner's compiled programs, after checking that
-    they were asked for the same run: same config, one-update chunks."""
-    compile_ = Runner.compile
-
-    def compile(self, need_init=True):
-        self.use_programs(reference.programs)
-        return compile_(self, need_init)
-
-    monkeypatch.setattr(Runner, "compile", compile)
+    """Runners started by a test (or by the CLI) use the reference runner's compiled programs."""
+    run_helpers.use_programs(monkeypatch, reference.programs)
 
 
 @pytest.fixture(scope="module")

@@ -36,6 +36,7 @@ from jaxrl_self.run.runner import (
     seed_keys,
 )
 from jaxrl_self.run.stats import final_value, mean_ci
+from run_helpers import interrupt_after_save
 from treecheck import assert_bitwise
 
 TESTS = Path(__file__).parent
@@ -353,18 +354,6 @@ def test_sigkill_during_save_leaves_previous_checkpoint_restorable(tmp_path):
     assert not [p for p in ck_dir.iterdir() if "tmp" in p.name]  # cleaned up by the new manager
 
 
-def _interrupt_after_save(monkeypatch, at_step: int) -> None:
-    """Ctrl-C right after checkpoint ``at_step`` is on disk (the run stops there, as a killed run would)."""
-    save = ckpt_lib.Checkpointer.save
-
-    def save_then_interrupt(self, step, *args, **kwargs):
-        save(self, step, *args, **kwargs)
-        if step == at_step:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(ckpt_lib.Checkpointer, "save", save_then_interrupt)
-
-
 def _cut_array_files(step_dir: Path) -> dict[Path, bytes]:
     """Cut every array data file of a checkpoint step to half its length (a disk that filled up mid-write);
     returns what each file now holds, by path relative to ``step_dir``."""
@@ -385,7 +374,7 @@ def test_unreadable_newest_checkpoint_is_set_aside_and_the_resumed_run_finishes(
     uninterrupted run, with the same metrics rows."""
     run_dir = tmp_path / "run"
     first = _runner(run_dir)
-    _interrupt_after_save(monkeypatch, 12)
+    interrupt_after_save(monkeypatch, 12)
     with pytest.raises(KeyboardInterrupt):
         first.run()
     monkeypatch.undo()

@@ -23,6 +23,7 @@ from jaxrl_self.envs.maze import named_level, NAMED_LEVEL_NAMES
 from jaxrl_self.run import metrics as metrics_lib
 from jaxrl_self.run.runner import RunOptions, Runner, run_description, seed_keys
 from jaxrl_self.teach import grounded, soar_maze
+import run_helpers
 from treecheck import assert_bitwise
 
 OPT0 = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
@@ -130,13 +131,8 @@ class Reference:
 
 
 def use_programs(monkeypatch, reference: Reference) -> None:
-    compile_ = Runner.compile
-
-    def compile(self, need_init=True):
-        self.use_programs(reference.programs)
-        return compile_(self, need_init)
-
-    monkeypatch.setattr(Runner, "compile", compile)
+    """Runners started by a test (or by the CLI) use the reference runner's compiled programs."""
+    run_helpers.use_programs(monkeypatch, reference.programs)
 
 
 @pytest.fixture(scope="module")

@@ -132,10 +132,12 @@ def _command_class(name: str, config_cls: type, extra: type, default_env: str = 
     ``--task`` is an alias of ``--env`` (token tasks live in the environment registry); ``default_env`` is the
     algorithm module's ``DEFAULT_ENV`` when it has one (e.g. ``"addition"`` for the language-model algorithms).
     """
-    clash = _field_names(config_cls) & (_field_names(extra) | {"env"})
+    # the config's flags as they reach the command line (nested flat ones included, e.g. a curriculum's ppo fields)
+    config_names = {flag.name.replace("-", "_") for flag in config_flags(config_cls).values()}
+    clash = config_names & (_field_names(extra) | {"env"})
     omit = tyro.conf.OmitArgPrefixes
     extra_type = Annotated[extra, omit] if not clash else extra  # keep prefixes if names would collide
-    config_type = Annotated[config_cls, omit] if "env" not in _field_names(config_cls) else config_cls
+    config_type = Annotated[config_cls, omit] if "env" not in config_names else config_cls
     if _nested_clash(config_cls):  # a config holding another of the same fields (SOAR's student): keep its prefix
         config_type = Annotated[config_cls, tyro.conf.arg(name="")]  # --learning-rate, --student.learning-rate
     return dataclasses.make_dataclass(name, [

@@ -853,6 +853,30 @@ def test_xla_guard_opt_out():
     assert active == "False" and flags == "None"
 
 
+def test_xla_guard_gives_forced_cpu_devices_a_thread_each():
+    """As many forced CPU devices as cores, or more: NPROC (XLA:CPU's intra-op threads) = cores + devices, so
+    collectives cannot block every thread (see jaxrl_self._xla_guard); left alone when the user set it or N < cores."""
+    script = "import os, jaxrl_self\nprint(os.environ.get('NPROC'))"
+    cores = os.cpu_count()
+
+    def nproc(**env):
+        out = subprocess.run([sys.executable, "-c", script], env=_clean_env(**env), capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.split()[-1]
+
+    env = {k: v for k, v in os.environ.items() if k == "NPROC"}
+    assert not env, "this test expects NPROC unset"
+    many = cores + 2
+    assert nproc(XLA_FLAGS=f"--xla_force_host_platform_device_count={many}") == str(cores + many)
+    assert nproc(XLA_FLAGS=f"--xla_force_host_platform_device_count={many}", NPROC="3") == "3"
+    assert nproc(XLA_FLAGS=f"--xla_force_host_platform_device_count={cores}") == (str(2 * cores) if cores >= 2
+                                                                                 else "None")
+    if cores > 2:
+        assert nproc(XLA_FLAGS="--xla_force_host_platform_device_count=2") == "None"
+    assert nproc() == "None"
+
+
 def test_xla_guard_warns_when_imported_after_the_backend_started():
     out = subprocess.run(
         [sys.executable, "-W", "always", "-c",

@@ -15,6 +15,8 @@ Orchestrator side:
 * :func:`ensure_venv` - build (once, under a file lock) and cache ``benchmarks/.venvs/<name>``.
 * :func:`run_worker` - run a worker script with a given interpreter and parse its JSON result.
 * :func:`write_results` - write the JSON and markdown result files.
+* :func:`timing_lock` - hold the machine-wide timing lock around a timed row (no two timed runs overlap) and
+  record the wait and the load average before and after it.
 
 Worker side:
 
@@ -53,6 +55,8 @@ __all__ = [
     "ensure_venv",
     "run_worker",
     "write_results",
+    "timing_lock",
+    "TIMING_LOCK",
     "utc_now",
     "worker_info",
     "package_versions",
@@ -248,6 +252,62 @@ def venv_metadata(python: Path | str) -> dict[str, Any]:
         return {}
 
 
+# ============================================================================================ timing lock
+#: One lock file per machine (not per checkout), so timed rows of benchmarks started from two checkouts or by two
+#: people never overlap. ``JAXRL_SELF_BENCH_LOCK`` names another file.
+TIMING_LOCK = Path(os.environ.get("JAXRL_SELF_BENCH_LOCK") or "/tmp/jaxrl_self_bench.lock")
+_held: list[dict[str, Any]] = []  # the records of the locks this process holds (the lock is re-entrant in-process)
+
+
+def _load1() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:  # pragma: no cover - no load average on this platform
+        return None
+
+
+@contextlib.contextmanager
+def timing_lock(what: str) -> Iterator[dict[str, Any]]:
+    """Hold the machine-wide timing lock (:data:`TIMING_LOCK`, an ``fcntl.flock``) while timing ``what``.
+
+    Waits, with a message on stderr naming who holds it, while another benchmark times a row. Yields the row's
+    record, to be stored beside its figures: ``lock_wait_s`` (seconds spent waiting), ``load1_before`` and, once
+    the block ends, ``load1_after`` (the 1-minute load average: well above the cores a row uses means something
+    else ran). Nested use in the same process does not lock again (the record is the outer one's, and its
+    ``load1_after`` is taken when the outer block ends). Take it in the orchestrator, around the worker that
+    times, not in the worker too: a child process waiting for its parent's lock would wait forever.
+    """
+    if _held:
+        yield _held[-1]
+        return
+    TIMING_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with open(TIMING_LOCK, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            log(f"[bench] waiting for the timing lock {TIMING_LOCK} before timing {what} (held by: {holder})")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        record: dict[str, Any] = {"what": what, "lock_wait_s": round(time.perf_counter() - t0, 2),
+                                  "load1_before": _load1()}
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} ({' '.join(sys.argv[:1])}) timing {what} since {utc_now()}\n")
+        fh.flush()
+        _held.append(record)
+        try:
+            yield record
+        finally:
+            _held.pop()
+            record["load1_after"] = _load1()
+            fh.seek(0)
+            fh.truncate()
+            fh.flush()
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 # ============================================================================================ workers
 def run_worker(
     python: Path | str,
@@ -421,6 +481,7 @@ def worker_env(platform: str | None = "cpu") -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     for k in ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"):
         env.pop(k, None)
+    env["JAXRL_SELF_COMPILE_CACHE"] = "off"  # a `jaxrl-self` command in a worker compiles too
     return env
 
 

@@ -463,16 +463,17 @@ def orchestrate(args: argparse.Namespace) -> None:
                 "reps": args.reps, "min_rep_s": args.min_rep_s, "seed": args.seed}
         python = sys.executable if case.impl == "ours" else peer_python
         C.log(f"[{NAME}] {case.impl} {case.label}: {python}")
-        load_before = list(os.getloadavg())
-        t0 = time.perf_counter()
-        out = C.run_worker(python, script, ["--worker", json.dumps(spec)], env=env, timeout=args.worker_timeout)
+        with C.timing_lock(f"{NAME} {case.impl} {case.label}") as lock:
+            load_before = list(os.getloadavg())
+            t0 = time.perf_counter()
+            out = C.run_worker(python, script, ["--worker", json.dumps(spec)], env=env, timeout=args.worker_timeout)
         side = "ours" if case.impl == "ours" else "peers"
         workers.setdefault(side, out["worker"])
         case_info.append({"env": case.env, "mode": case.mode, "impl": case.impl, "label": case.label,
                           "description": out["description"], "num_actions": out["num_actions"],
                           "settings": out["settings"], "worker_wall_s": round(time.perf_counter() - t0, 2),
                           "loadavg_before": [round(x, 2) for x in load_before],
-                          "loadavg_after": [round(x, 2) for x in os.getloadavg()]})
+                          "loadavg_after": [round(x, 2) for x in os.getloadavg()], "timing": lock})
         for row in out["rows"]:
             results.append({"env": case.env, "mode": case.mode, "impl": case.impl, **row})
     summary, aims = summarise(results, args)

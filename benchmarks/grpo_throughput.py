@@ -367,13 +367,17 @@ def orchestrate(args: argparse.Namespace) -> None:
     script = Path(__file__).resolve()
     loads = {}
     C.log(f"[{NAME}] ours: {sys.executable}")
-    loads["ours"] = [round(x, 2) for x in os.getloadavg()]
-    ours = C.run_worker(sys.executable, script, ["--worker", json.dumps({**spec, "impl": "ours"})], env=env,
-                        timeout=args.worker_timeout)
+    timing = {}
+    with C.timing_lock(f"{NAME} ours") as timing["ours"]:
+        loads["ours"] = [round(x, 2) for x in os.getloadavg()]
+        ours = C.run_worker(sys.executable, script, ["--worker", json.dumps({**spec, "impl": "ours"})], env=env,
+                            timeout=args.worker_timeout)
     C.log(f"[{NAME}] TRL: {trl_python}")
-    loads["trl"] = [round(x, 2) for x in os.getloadavg()]
-    trl = C.run_worker(trl_python, script, ["--worker", json.dumps({**spec, "impl": "trl", "vocab": ours["vocab"]})],
-                       env=env, timeout=args.worker_timeout)
+    with C.timing_lock(f"{NAME} trl") as timing["trl"]:
+        loads["trl"] = [round(x, 2) for x in os.getloadavg()]
+        trl = C.run_worker(trl_python, script, ["--worker", json.dumps({**spec, "impl": "trl",
+                                                                        "vocab": ours["vocab"]})],
+                           env=env, timeout=args.worker_timeout)
     ratio_step = ours["per_step"]["tokens_per_s"] / trl["per_step"]["tokens_per_s"]
     ratio_scan = ours["scanned"]["tokens_per_s"] / trl["per_step"]["tokens_per_s"]
     meta = C.venv_metadata(trl_python)
@@ -385,6 +389,7 @@ def orchestrate(args: argparse.Namespace) -> None:
         "wall_s": round(time.perf_counter() - t_start, 1),
         "machine": machine,
         "loadavg": loads,
+        "timing": timing,
         "settings": spec,
         "trl_venv": {"requirements": meta.get("requirements"), "created": meta.get("created"),
                      "freeze": meta.get("freeze")},

@@ -410,9 +410,10 @@ def _load() -> list[float]:
 def run_jax(impl: str, python: Path | str, setting: Setting, seeds: int, vmapped: bool, args, env) -> dict:
     spec = {"impl": impl, "setting": dataclasses.asdict(setting), "seeds": seeds, "vmapped": vmapped,
             "reps": args.reps, "bins": CURVE_BINS}
-    load_before, t0 = _load(), time.perf_counter()
-    out = C.run_worker(python, Path(__file__).resolve(), ["--worker", json.dumps(spec)], env=env,
-                       timeout=args.worker_timeout)
+    with C.timing_lock(f"ppo_cartpole {impl} {setting.name} {seeds} seeds") as lock:
+        load_before, t0 = _load(), time.perf_counter()
+        out = C.run_worker(python, Path(__file__).resolve(), ["--worker", json.dumps(spec)], env=env,
+                           timeout=args.worker_timeout)
     steps = out["env_steps_total"]
     return {"impl": impl, "setting": setting.name, "seeds": seeds, "vmapped": vmapped,
             "mode": f"{seeds} seeds, one vmapped program" if vmapped else "1 seed, jit(train)",
@@ -425,19 +426,21 @@ def run_jax(impl: str, python: Path | str, setting: Setting, seeds: int, vmapped
             "curve_returns": out["curve_returns"], "setup_s": out["setup_s"], "description": out["description"],
             "impl_settings": out["settings"], "worker": out["worker"],
             "worker_wall_s": round(time.perf_counter() - t0, 2), "loadavg_before": load_before,
-            "loadavg_after": _load()}
+            "loadavg_after": _load(), "timing": lock}
 
 
 def run_torch(python: Path | str, setting: Setting, seeds: int, args) -> dict:
     """``seeds`` torch processes one after the other (seed 0, 1, ...), aggregated into one run record."""
-    per_seed = []
+    per_seed, locks = [], []
     load_before, t0 = _load(), time.perf_counter()
     for seed in range(seeds):
         C.log(f"  [torch:{setting.name}] seed {seed}: {setting.num_updates} updates of {setting.num_envs} envs x "
               f"{setting.num_steps} steps ...")
-        out = C.run_worker(python, TORCH_SCRIPT, [
-            "--total-timesteps", setting.env_steps, "--seed", seed, "--threads", args.torch_threads,
-            "--num-envs", setting.num_envs, "--num-steps", setting.num_steps], timeout=args.worker_timeout)
+        with C.timing_lock(f"ppo_cartpole torch {setting.name} seed {seed}") as lock:
+            out = C.run_worker(python, TORCH_SCRIPT, [
+                "--total-timesteps", setting.env_steps, "--seed", seed, "--threads", args.torch_threads,
+                "--num-envs", setting.num_envs, "--num-steps", setting.num_steps], timeout=args.worker_timeout)
+        locks.append(lock)
         if out["num_updates"] != setting.num_updates or out["env_steps"] != setting.env_steps:
             raise RuntimeError(f"torch ran {out['num_updates']} updates / {out['env_steps']} steps, expected "
                                f"{setting.num_updates} / {setting.env_steps}")
@@ -465,7 +468,7 @@ def run_torch(python: Path | str, setting: Setting, seeds: int, args) -> dict:
                                                                "gymnasium": first["gymnasium"],
                                                                "numpy": first["numpy"]}},
             "worker_wall_s": round(time.perf_counter() - t0, 2), "loadavg_before": load_before,
-            "loadavg_after": _load()}
+            "loadavg_after": _load(), "timing": locks}
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:

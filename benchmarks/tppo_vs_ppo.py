@@ -39,7 +39,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import jaxrl_self  # noqa: E402,F401  (XLA guard before the backend starts)
-from _common import RESULTS_DIR, log, machine_info, utc_now, worker_info, write_results  # noqa: E402
+from _common import RESULTS_DIR, log, machine_info, timing_lock, utc_now, worker_info, write_results  # noqa: E402
 
 
 # ============================================================================================ setup
@@ -469,8 +469,10 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, list] = {m["name"]: [] for m in methods}
     for seed in range(args.seeds):  # seed-major: load drift hits every method alike
         for m in methods:
-            t = time.perf_counter()
-            curve = run_seed(m, compiled[m["name"]], evaluate, seed, args.chunks)
+            with timing_lock(f"tppo_vs_ppo {m['name']} seed {seed}") as lock:
+                t = time.perf_counter()
+                curve = run_seed(m, compiled[m["name"]], evaluate, seed, args.chunks)
+            curve["timing"] = lock
             runs[m["name"]].append(curve)
             log(f"seed {seed} {m['name']}: {curve['wall_s'][-1]:.1f} s train ({time.perf_counter() - t:.1f} s with "
                 f"eval), {curve['tokens'][-1]:,} tokens, accuracy {curve['accuracy'][0]:.3f} -> "

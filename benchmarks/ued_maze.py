@@ -67,6 +67,7 @@ from _common import (  # noqa: E402
     machine_info,
     worker_env,
     run_worker,
+    timing_lock,
     utc_now,
     worker_info,
     write_results,
@@ -367,12 +368,14 @@ def cmd_speed(opts) -> None:
                 jobs.append(("jaxued", peer_python, "_speed_jaxued"))
             for impl, python, worker in jobs:
                 log(f"[speed] {impl} {method} {num_envs} envs x {opts.num_steps} steps ...")
-                try:
-                    r = run_worker(python, __file__, [worker, "--method", method, *common_args], env=env,
-                                   timeout=3600)
-                except Exception as e:  # keep the other measurements
-                    log(f"[speed] {impl} {method} failed: {e}")
-                    r = {"impl": impl, "method": method, "num_envs": num_envs, "error": str(e)[-2000:]}
+                with timing_lock(f"ued_maze speed {impl} {method} {num_envs} envs") as lock:
+                    try:
+                        r = run_worker(python, __file__, [worker, "--method", method, *common_args], env=env,
+                                       timeout=3600)
+                    except Exception as e:  # keep the other measurements
+                        log(f"[speed] {impl} {method} failed: {e}")
+                        r = {"impl": impl, "method": method, "num_envs": num_envs, "error": str(e)[-2000:]}
+                r["timing"] = lock
                 rows.append(r)
                 if "env_steps_per_s" in r:
                     log(f"[speed]   {fmt_rate(r['env_steps_per_s'])} env steps/s (compile {r['compile_s']:.0f} s)")

@@ -49,7 +49,9 @@ USAGE = """usage: jaxrl-self {train,sweep,eval,plot,list,pretrain,eval-lm,distil
   eval-lm MODEL [--task NAME] [--difficulties 1 2 3] [--problems N] [--samples K] [--temperature T]
   distill RUN_DIR [--problems N] [--steps S] [--out STEM]     a student from an RLT teacher's run
 
-'jaxrl-self COMMAND --help' (e.g. 'jaxrl-self train ppo --help') shows every flag.
+'jaxrl-self COMMAND --help' (e.g. 'jaxrl-self train ppo --help') shows every flag. Every command takes
+--compile-cache DIR|off: where compiled programs are kept between runs (default ~/.cache/jaxrl_self/jax, or
+$JAXRL_SELF_COMPILE_CACHE; see docs/running.md).
 """
 
 
@@ -634,6 +636,21 @@ def cmd_distill(argv: Sequence[str]) -> int:
     return 0
 
 
+#: Commands that compile programs, so that the persistent compilation cache is worth opening for them.
+COMPILING = ("train", "sweep", "eval", "pretrain", "eval-lm", "distill")
+
+
+def _compile_cache(command: str, argv: list[str]) -> list[str]:
+    """Take ``--compile-cache DIR|off`` out of ``argv`` and turn on the persistent compilation cache for a compiling
+    command (:mod:`jaxrl_self.run.compile_cache`: ``JAXRL_SELF_COMPILE_CACHE``, else a user cache folder)."""
+    rest, setting = _pop_option(argv, "--compile-cache")
+    if command in COMPILING:
+        from jaxrl_self.run.compile_cache import enable_compile_cache
+
+        enable_compile_cache(setting)
+    return rest
+
+
 COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "eval": cmd_eval, "plot": cmd_plot, "list": cmd_list,
             "pretrain": cmd_pretrain, "eval-lm": cmd_eval_lm, "distill": cmd_distill}
 
@@ -660,6 +677,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"jaxrl-self: unknown command {command!r}.{hint}\n\n{USAGE}", file=sys.stderr)
         return 2
     try:
+        rest = _compile_cache(command, rest)
         return COMMANDS[command](rest)
     except _Exit as e:
         return e.code

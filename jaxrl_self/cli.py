@@ -182,6 +182,17 @@ def cmd_train(argv: Sequence[str]) -> int:
     args = _parse(cls, rest, f"jaxrl-self train {argv[0]}",
                   f"Train {name} ({module.__name__}). Config flags come from {module.__name__}.Config.")
     result = run_training(module, args.env, args.config, args.run)
+    import jax
+
+    if jax.process_count() > 1:  # a multi-process run: process 0 reports and evaluates, on the gathered states
+        from jaxrl_self.run.devices import to_host
+
+        result = dataclasses.replace(result, states=to_host(result.states), initial_states=to_host(
+            result.initial_states))
+        if jax.process_index() != 0:
+            print(f"process {jax.process_index()} of {jax.process_count()}: finished (process 0 reports the run in "
+                  f"{result.run_dir})")
+            return 0
     _print_summary(result.summary, result.run_dir)
     from jaxrl_self.run.report import after_training  # held-out solved rates, buffer renders: where the run has them
 
@@ -657,11 +668,12 @@ COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "eval": cmd_eval, "plot": cm
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``jaxrl-self``; returns the exit status (0 ok, 2 bad input, 3 non-finite loss, 4 a checkpoint
-    could not be written, 130 interrupted)."""
+    could not be written, 5 another process of a multi-process run did not answer in time, 130 interrupted)."""
     import jaxrl_self  # noqa: F401  (XLA guard before any JAX backend starts)
     from jaxrl_self.core.errors import CheckpointMismatchError, ConfigError, NonFiniteLossError
     from jaxrl_self.envs.registry import UnknownEnvironmentError
     from jaxrl_self.run.checkpoint import CheckpointSaveError
+    from jaxrl_self.run.distributed import DistributedTimeoutError
     from jaxrl_self.run.runner import UnknownAlgorithmError
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -684,6 +696,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NonFiniteLossError as e:
         print(f"jaxrl-self {command}: stopped: {e}", file=sys.stderr)
         return 3
+    except DistributedTimeoutError as e:
+        print(f"jaxrl-self {command}: stopped: {e} (restart every process with --resume)", file=sys.stderr)
+        return 5
     except CheckpointSaveError as e:
         print(f"jaxrl-self {command}: stopped: {' '.join(str(e).split())} (resume with --resume once checkpoints can "
               "be written)", file=sys.stderr)

@@ -118,6 +118,12 @@ def memory(algo: str, knob: str, value: str | None) -> float:
     return row["peak_rss_mib"]
 
 
+def scaling(algo: str, axis: str, scaling_kind: str, devices: int, key: str = "speedup") -> float:
+    (row,) = [r for r in result("scaling.cpu")["rows"]
+              if (r["algo"], r["axis"], r["scaling"], r["devices"]) == (algo, axis, scaling_kind, devices)]
+    return row[key]
+
+
 def compile_cache(variant: str, process: str, key: str) -> float:
     return result("compile_cache")["median"][variant][process][key]
 
@@ -294,6 +300,26 @@ CLAIMS = [
           lambda: result("ttrl_confidence_filter")["speed"]["ttrl_over_grpo_completions_per_s"]),
     Claim(TTRL, "The speed figure of that job: TTRL at 0.91× GRPO's completions/s (1.16× in the main job)", "1.16×",
           lambda: result("ttrl")["speed"]["ttrl_over_grpo_completions_per_s"]),
+    # scaling over devices
+    Claim(README, "reach 2.30× PPO's one-device speed with one seed on each of 2 devices", "2.30×",
+          lambda: scaling("ppo", "seeds", "weak", 2)),
+    Claim(README, "split over 2 devices run at 0.62× (64 environments)", "0.62×",
+          lambda: scaling("ppo", "envs", "strong", 2)),
+    *[Claim(BENCH, context, figure, lambda a=a, x=x, k=k, d=d: scaling(a, x, k, d)) for context, figure, a, x, k, d in (
+        ("PPO reaches a speed-up of 2.30× on 2 devices", "2.30×", "ppo", "seeds", "weak", 2),
+        ("On 4 devices it reaches 2.14×", "2.14×", "ppo", "seeds", "weak", 4),
+        ("robust PLR reaches 1.19× on 2 devices", "1.19×", "robust_plr", "seeds", "weak", 2),
+        ("and 0.81× on 4", "0.81×", "robust_plr", "seeds", "weak", 4),
+        ("PPO runs at 0.62× on 2 devices", "0.62×", "ppo", "envs", "strong", 2),
+        ("and 0.33× on 4", "0.33×", "ppo", "envs", "strong", 4),
+        ("robust PLR at 0.67× and 0.36×", "0.67×", "robust_plr", "envs", "strong", 2),
+        ("robust PLR at 0.67× and 0.36×", "0.36×", "robust_plr", "envs", "strong", 4))],
+    *[Claim(BENCH, context, figure, lambda a=a, op=op: scaling(a, "envs", "strong", 2, "collectives")[op])
+      for context, figure, a, op in (
+        ("the partitioner adds 2 all-reduces (PLR: 7)", "2", "ppo", "all-reduce"),
+        ("the partitioner adds 2 all-reduces (PLR: 7)", "7", "robust_plr", "all-reduce"),
+        ("and 18 all-gathers (PLR: 25)", "18", "ppo", "all-gather"),
+        ("and 18 all-gathers (PLR: 25)", "25", "robust_plr", "all-gather"))],
     # peak host memory
     *[Claim(BENCH, context, figure, lambda a=algo, k=knob, v=value: memory(a, k, v))
       for context, figure, algo, knob, value in (

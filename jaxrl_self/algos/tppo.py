@@ -68,6 +68,7 @@ from jaxrl_self import lm, rl
 from jaxrl_self.core.algorithm import Train, static_field as _static
 from jaxrl_self.core.environment import tree_select
 from jaxrl_self.core.errors import ConfigError
+from jaxrl_self.core.mesh import shard_envs
 from jaxrl_self.core.sequence import Problem, SequenceTask
 from jaxrl_self.lm.config import COUNT, NON_NEGATIVE, POSITIVE, UNIT, LMRLConfig
 from jaxrl_self.lm.diagnostics import EvalResult
@@ -636,6 +637,7 @@ def make_train(config: Config, env: SequenceTask, env_params: Any = None, *, rew
             task_params=task_params, model_config=model_cfg, prompt_layout=layout, reward_fn=reward_fn,
             reward_extras=state.reward_extras, value_params=state.value_params,
             ground_truth=config.ground_truth_metrics)
+        pool, window = shard_envs((pool, window), what="slot")  # on a device mesh: each device's share of slots
         # 3. EGAE for the policy (per-response λ if length-adaptive)
         lam = (length_adaptive_lambda(window.response_len, config.lambda_alpha) if config.length_adaptive_lambda
                else config.policy_lambda)

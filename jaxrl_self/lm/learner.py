@@ -27,6 +27,7 @@ from flax import struct
 
 from jaxrl_self import rl
 from jaxrl_self.core.sequence import Problem
+from jaxrl_self.core.mesh import shard_envs
 from jaxrl_self.lm.evaluate import prompt_lengths
 from jaxrl_self.lm.generate import generate
 from jaxrl_self.lm.sampling import SamplingConfig
@@ -121,12 +122,14 @@ def rollout(key: jax.Array, params: Any, model_config: TransformerConfig, proble
     ``B * group_size`` rows). Row ``b * G + g`` is response ``g`` to problem ``b``; each row has its own key.
     ``prompt_layout`` (``"packed"``/``"padded"``, :func:`jaxrl_self.lm.evaluate.prompt_lengths`) must be the
     one the model was trained with."""
-    prompts = jnp.repeat(problems.prompt, group_size, axis=0)
+    # on a device mesh each device samples its share of the B * G rows (core.mesh.shard_envs)
+    prompts = shard_envs(jnp.repeat(problems.prompt, group_size, axis=0), what="response")
     plen = prompt_lengths(prompts, prompt_layout)
     sampling = SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, greedy=greedy)
     _, out = generate(params, prompts, plen, key, config=model_config, sampling=sampling)
-    return Rollout(problem=problems, prompts=prompts, prompt_len=plen, responses=out.tokens, mask=out.mask,
-                   logp=out.logp, values=out.values)
+    tokens, mask, logp, values = shard_envs((out.tokens, out.mask, out.logp, out.values), what="response")
+    return Rollout(problem=problems, prompts=prompts, prompt_len=plen, responses=tokens, mask=mask, logp=logp,
+                   values=values)
 
 
 def subset_index(key: jax.Array | None, num_groups: int, group_size: int, num_train: int) -> jax.Array:

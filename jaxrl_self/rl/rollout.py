@@ -28,6 +28,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxrl_self.core.environment import Environment
+from jaxrl_self.core.mesh import shard_envs
 
 __all__ = ["RolloutState", "Trajectory", "PolicyStep", "reset", "rollout"]
 
@@ -79,7 +80,7 @@ def reset(
 ) -> RolloutState:
     """Reset ``num_envs`` environments (``env_params`` shared by all) into a :class:`RolloutState`."""
     obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(key, num_envs), env_params)
-    return RolloutState(env_state=env_state, obs=obs, first=jnp.ones((num_envs,), jnp.bool_), carry=carry)
+    return shard_envs(RolloutState(env_state=env_state, obs=obs, first=jnp.ones((num_envs,), jnp.bool_), carry=carry))
 
 
 def rollout(
@@ -103,6 +104,7 @@ def rollout(
       ``[T, N, ...]`` :class:`Trajectory`.
     """
     num_envs = state.first.shape[0]
+    state = shard_envs(state)  # on a device mesh: each device steps its share of the environments (core.mesh)
     k_policy, k_env = jax.random.split(key)
     policy_noise = jax.random.split(k_policy, num_steps) if noise_fn is None else noise_fn(k_policy)
     env_keys = jax.random.split(k_env, (num_steps, num_envs))
@@ -128,4 +130,5 @@ def rollout(
         s = RolloutState(env_state=env_state, obs=obs, first=jnp.logical_or(terminated, truncated), carry=carry)
         return s, out
 
-    return jax.lax.scan(step, state, (policy_noise, env_keys), unroll=unroll)
+    state, traj = jax.lax.scan(step, state, (policy_noise, env_keys), unroll=unroll)
+    return shard_envs(state), shard_envs(traj, axis=1)

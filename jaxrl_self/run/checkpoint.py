@@ -291,7 +291,7 @@ class Checkpointer:
 
     def restore(self, abstract_state: Any, step: int | None = None, *,
                 expected_config: Mapping[str, Any] | None = None,
-                set_aside_unreadable: bool = False) -> tuple[int, Any, dict[str, Any]]:
+                set_aside_unreadable: bool = False, rename: bool = True) -> tuple[int, Any, dict[str, Any]]:
         """Restore ``(step, state, config)``.
 
         ``abstract_state`` is the structure to restore into, e.g. ``jax.eval_shape(jax.vmap(train.init), keys)``
@@ -306,6 +306,8 @@ class Checkpointer:
             set_aside_unreadable: once an older step is restored, rename the newer steps that could not be read
                 to ``<step>.unreadable-<time>`` (listed in :attr:`set_aside`, no warning issued: the caller
                 reports them) so that the run can write those steps again.
+            rename: whether this process renames them (a multi-process run: process 0 alone does, the others
+                only list them).
         """
         candidates = [self._resolve(step)] if step is not None else list(reversed(self.all_steps()))
         if not candidates:
@@ -327,7 +329,7 @@ class Checkpointer:
                                   "trying an older one", RuntimeWarning, stacklevel=2)
                 continue
             if set_aside_unreadable:
-                self.set_aside = [self._set_aside(bad, why) for bad, why in reversed(unreadable)]
+                self.set_aside = [self._set_aside(bad, why, rename) for bad, why in reversed(unreadable)]
             return s, state, config
         raise FileNotFoundError(f"no readable checkpoint in {self.directory} (nothing was moved): "
                                 + "; ".join(f"step {s}: {why}" for s, why in unreadable))
@@ -344,7 +346,7 @@ class Checkpointer:
         ))
         return out.state, dict(out.config)
 
-    def _set_aside(self, step: int, error: str) -> SetAsideStep:
+    def _set_aside(self, step: int, error: str, rename: bool = True) -> SetAsideStep:
         """Rename step directory ``step`` to ``<step>.unreadable-<time>``: no ``_<digits>`` ending and no orbax
         temporary suffix, so orbax neither lists it as a step nor cleans it up."""
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -352,7 +354,8 @@ class Checkpointer:
         i = 2
         while target.exists():
             target, i = self.directory / f"{step}.{UNREADABLE_TAG}-{stamp}-{i}", i + 1
-        (self.directory / str(step)).rename(target)
+        if rename:
+            (self.directory / str(step)).rename(target)
         self._mgr.reload()
         return SetAsideStep(step=int(step), path=target, error=error)
 

@@ -62,6 +62,7 @@ and ``set_aside_checkpoints``.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import functools
@@ -82,7 +83,11 @@ from jax.experimental import io_callback
 
 from jaxrl_self.core.algorithm import SEED_AXIS, Train
 from jaxrl_self.core.errors import ConfigError, NonFiniteLossError
+from jaxrl_self.core.mesh import SEEDS, check_divides
 from jaxrl_self.run.checkpoint import Checkpointer, config_to_dict, diff_configs
+from jaxrl_self.run.distributed import barrier
+from jaxrl_self.run.devices import (host_array, make_mesh, parse_mesh, replicated, resolve_mesh_shape,
+                                    shard_abstract, state_sharding)
 from jaxrl_self.run.metrics import MetricsWriter, flatten_metrics, flatten_tree, write_json
 from jaxrl_self.run.stats import final_value, mean_ci
 
@@ -142,6 +147,22 @@ class RunOptions:
     """Also log to Weights & Biases (needs the 'wandb' extra)."""
     wandb_project: str = "jaxrl-self"
     """W&B project name."""
+    devices: int | None = None
+    """Devices to run on (default 1; 0 = every visible device, of every process): seeds split over as many as divide
+    --seeds, environments over the rest, unless --mesh says otherwise (docs/scaling.md)."""
+    mesh: str | None = None
+    """Device mesh, e.g. seeds=2,envs=4: seeds split over 2 devices, each seed's environments (or prompts) over 4."""
+    distributed: bool = False
+    """Join a multi-process run (jax.distributed.initialize): coordinates from the three flags below, else from
+    JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID, else auto-detected (SLURM, Cloud TPU, Open MPI)."""
+    coordinator_address: str | None = None
+    """Multi-process run: HOST:PORT of process 0's coordinator (implies --distributed)."""
+    num_processes: int | None = None
+    """Multi-process run: how many processes (implies --distributed)."""
+    process_id: int | None = None
+    """Multi-process run: this process's index, 0 .. num_processes-1 (implies --distributed)."""
+    distributed_timeout_s: int = 300
+    """Multi-process run: seconds to wait for the other processes when connecting and before a restore."""
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for impossible values (before anything is compiled)."""
@@ -151,10 +172,16 @@ class RunOptions:
             ("checkpoint_every", self.checkpoint_every,
              self.checkpoint_every is None or self.checkpoint_every >= 1, "None or an integer >= 1"),
             ("keep_checkpoints", self.keep_checkpoints, self.keep_checkpoints >= 0, "an integer >= 0"),
+            ("devices", self.devices, self.devices is None or self.devices >= 0,
+             "an integer >= 1, or 0 for every visible device"),
+            ("distributed_timeout_s", self.distributed_timeout_s, self.distributed_timeout_s >= 1,
+             "an integer >= 1 (seconds)"),
         ]
         for field, value, ok, allowed in checks:
             if not ok:
                 raise ConfigError(field, value, allowed, owner="RunOptions")
+        if self.mesh is not None:
+            parse_mesh(self.mesh)
 
 
 @dataclasses.dataclass
@@ -293,7 +320,8 @@ def plan_chunks(num_updates: int, chunks: int = 1, chunk_updates: int | None = N
 
 def make_chunk_fn(train: Train, chunk_updates: int, *, masked: bool = False,
                   callback: Callable[..., None] | None = None,
-                  callback_fields: tuple[str, ...] = PROGRESS_FIELDS) -> Callable[[Any, jax.Array], tuple[Any, Any]]:
+                  callback_fields: tuple[str, ...] = PROGRESS_FIELDS,
+                  spmd_axis_name: str | None = None) -> Callable[[Any, jax.Array], tuple[Any, Any]]:
     """``chunk(states, num_active) -> (states, metrics)`` over a batch of seeds (leading axis of ``states``).
 
     * ``lax.scan`` of ``chunk_updates`` steps of ``jax.vmap(train.update)``; metrics leaves come out with
@@ -302,8 +330,11 @@ def make_chunk_fn(train: Train, chunk_updates: int, *, masked: bool = False,
       zeros), so a partial final chunk reuses the same compiled program. ``num_active`` is ignored otherwise.
     * ``callback(active, **fields)``: called on the host once per update through an ordered ``io_callback``
       outside the seed vmap, with the metrics named in ``callback_fields`` (each of shape ``(num_seeds,)``).
+    * ``spmd_axis_name``: the mesh axis the seed axis is split over (:data:`~jaxrl_self.core.mesh.SEEDS` when the
+      program is compiled under a device mesh), so that sharding constraints inside the update keep it split.
     """
-    batched_update = jax.vmap(train.update, axis_name=SEED_AXIS)  # named: see core.uniform_over_seeds
+    # named: see core.uniform_over_seeds
+    batched_update = jax.vmap(train.update, axis_name=SEED_AXIS, spmd_axis_name=spmd_axis_name)
 
     def chunk(states, num_active):
         num_active = jnp.asarray(num_active, jnp.int32)
@@ -321,6 +352,8 @@ def make_chunk_fn(train: Train, chunk_updates: int, *, masked: bool = False,
                 s, row = batched_update(s)
             if callback is not None:
                 fields = {k: v for k, v in flatten_tree(row).items() if k in callback_fields}
+                if not jax.sharding.get_abstract_mesh().empty:  # on a mesh: whole on every device first (cheap,
+                    fields = jax.lax.with_sharding_constraint(fields, jax.sharding.PartitionSpec())  # a few scalars)
                 io_callback(functools.partial(_call_host, callback), None, active, fields, ordered=True)
             return s, row
 
@@ -407,13 +440,15 @@ class CompiledPrograms:
     programs that do not fit it (different config, seed count, chunking or progress callback).
 
     Attributes:
-        init: ``init(keys) -> states``: ``jax.vmap(train.init)`` over the seed keys, compiled.
+        init: ``init(keys) -> states``: ``jax.vmap(train.init)`` over the seed keys, compiled (on a mesh it takes
+            the keys' raw data, ``jax.random.key_data(keys)``, as a replicated array).
         chunk: ``chunk(states, num_active) -> (states, metrics)``: :func:`make_chunk_fn`, compiled.
         chunk_updates: updates per chunk call.
         masked: whether ``chunk`` honours ``num_active < chunk_updates`` (a partial last chunk).
         num_seeds: length of the seed axis the programs were compiled for.
         progress: whether ``chunk`` calls the host progress callback every update.
         config: the algorithm config the programs were built from (``train.config``; ``None`` if it had none).
+        mesh: the device mesh they were compiled for (``seeds=1,envs=1``: one device).
     """
 
     init: Callable[[jax.Array], Any]
@@ -423,6 +458,7 @@ class CompiledPrograms:
     num_seeds: int
     progress: bool = False
     config: Any = None
+    mesh: str = "seeds=1,envs=1"
 
 
 class Runner:
@@ -456,13 +492,18 @@ class Runner:
         self.num_updates = int(train.num_updates)
         self.chunk_updates, self.num_chunks = plan_chunks(self.num_updates, options.chunks, options.checkpoint_every)
         self.masked = self.num_updates % self.chunk_updates != 0
+        self.mesh_shape = resolve_mesh_shape(num_seeds=options.seeds, devices=options.devices, mesh=options.mesh)
+        check_divides(train.config, self.mesh_shape.envs)
+        self.mesh = make_mesh(self.mesh_shape)  # None: one device, the single-device program
+        self.primary = jax.process_index() == 0  # only process 0 writes the run folder's files
         desc = dict(description or {})
         desc.setdefault("num_updates", self.num_updates)
         desc.setdefault("seed", options.seed)
         desc.setdefault("num_seeds", options.seeds)
         if train.config is not None and "config" not in desc and dataclasses.is_dataclass(train.config):
             desc["config"] = config_to_dict(train.config)
-        desc["runner"] = {"chunk_updates": self.chunk_updates, "num_chunks": self.num_chunks}
+        desc["runner"] = {"chunk_updates": self.chunk_updates, "num_chunks": self.num_chunks,
+                          "mesh": str(self.mesh_shape), "processes": jax.process_count()}
         self.description = desc
         if run_dir is False:
             self.run_dir = None
@@ -485,7 +526,19 @@ class Runner:
 
     # ------------------------------------------------------------------ compile
     def abstract_states(self) -> Any:
-        return jax.eval_shape(jax.vmap(self.train.init), self.keys)
+        """Shapes and dtypes of the batched ``RunState`` (with the mesh's shardings on a mesh)."""
+        return shard_abstract(jax.eval_shape(jax.vmap(self.train.init), self.keys), self.mesh)
+
+    def _init_input(self) -> jax.Array:
+        """What the compiled init takes: the seed keys; on a mesh their raw data as a replicated global array."""
+        if self.mesh is None:
+            return self.keys
+        raw = np.asarray(jax.random.key_data(self.keys))
+        return jax.make_array_from_callback(raw.shape, replicated(self.mesh), lambda index: raw[index])
+
+    def _jit(self, fn, in_shardings=None, out_shardings=None):
+        kw = {} if self.mesh is None else {"in_shardings": in_shardings, "out_shardings": out_shardings}
+        return jax.jit(fn, compiler_options=self.compiler_options, **kw)
 
     def compile(self, need_init: bool = True) -> dict[str, float]:
         """Lower and compile the init and chunk programs; returns the compile times in seconds. With
@@ -493,25 +546,38 @@ class Runner:
         todo = (need_init and self._compiled_init is None) or self._compiled_chunk is None
         if not todo:
             return dict(self.timings)
-        if self.options.progress:
+        say = self.options.progress and self.primary
+        if say:
             seeds, c = self.options.seeds, self.chunk_updates
+            where = "" if self.mesh is None else f", mesh {self.mesh_shape} over {self.mesh_shape.size} devices"
             print(f"compiling the training program ({seeds} seed{'s' * (seeds != 1)}, chunk of {c} "
-                  f"update{'s' * (c != 1)})...", file=sys.stderr, flush=True)
+                  f"update{'s' * (c != 1)}{where})...", file=sys.stderr, flush=True)
         start = time.perf_counter()
         abstract = self.abstract_states()
-        callback = self._on_update if self.options.progress else None
-        chunk = make_chunk_fn(self.train, self.chunk_updates, masked=self.masked, callback=callback)
-        if need_init and self._compiled_init is None:
-            t = time.perf_counter()
-            self._compiled_init = jax.jit(jax.vmap(self.train.init), compiler_options=self.compiler_options).lower(
-                self.keys).compile()
-            self.timings["compile_init_s"] = time.perf_counter() - t
-        if self._compiled_chunk is None:
-            t = time.perf_counter()
-            self._compiled_chunk = jax.jit(chunk, compiler_options=self.compiler_options).lower(
-                abstract, jax.ShapeDtypeStruct((), jnp.int32)).compile()
-            self.timings["compile_chunk_s"] = time.perf_counter() - t
-        if self.options.progress:
+        # one process: the bar moves every update (an io_callback in the program); several: after each chunk, from
+        # the chunk's metrics (a host callback would run on process 0's device only)
+        callback = self._on_update if self.options.progress and jax.process_count() == 1 else None
+        mesh, spmd = self.mesh, (SEEDS if self.mesh is not None else None)
+        chunk = make_chunk_fn(self.train, self.chunk_updates, masked=self.masked, callback=callback,
+                              spmd_axis_name=spmd)
+        with (jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext()):
+            if need_init and self._compiled_init is None:
+                t = time.perf_counter()
+                init = jax.vmap(self.train.init, spmd_axis_name=spmd)
+                if mesh is None:
+                    self._compiled_init = self._jit(init).lower(self.keys).compile()
+                else:  # on a mesh the keys go in as raw key data, one global array every process can build
+                    self._compiled_init = self._jit(lambda raw: init(jax.random.wrap_key_data(raw)),
+                                                    replicated(mesh), state_sharding(mesh)).lower(
+                        jax.ShapeDtypeStruct(self._init_input().shape, jnp.uint32)).compile()
+                self.timings["compile_init_s"] = time.perf_counter() - t
+            if self._compiled_chunk is None:
+                t = time.perf_counter()
+                self._compiled_chunk = self._jit(chunk, *(((state_sharding(mesh), replicated(mesh)),
+                                                           (state_sharding(mesh), replicated(mesh))) if mesh else ())
+                                                 ).lower(abstract, jax.ShapeDtypeStruct((), jnp.int32)).compile()
+                self.timings["compile_chunk_s"] = time.perf_counter() - t
+        if say:
             print(f"compiled in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
         return dict(self.timings)
 
@@ -520,24 +586,31 @@ class Runner:
         self.compile(need_init=True)
         return CompiledPrograms(init=self._compiled_init, chunk=self._compiled_chunk,
                                 chunk_updates=self.chunk_updates, masked=self.masked, num_seeds=self.options.seeds,
-                                progress=bool(self.options.progress), config=self.train.config)
+                                progress=bool(self.options.progress), config=self.train.config,
+                                mesh=str(self.mesh_shape))
 
     def use_programs(self, programs: CompiledPrograms) -> None:
         """Run with ``programs`` instead of compiling; raises :class:`~jaxrl_self.core.ConfigError` naming the
         first field in which they differ from this runner's run."""
         expected = {"chunk_updates": self.chunk_updates, "masked": self.masked, "num_seeds": self.options.seeds,
-                    "progress": bool(self.options.progress)}
+                    "progress": bool(self.options.progress), "mesh": str(self.mesh_shape)}
         for name, want in expected.items():
             got = getattr(programs, name)
             if got != want:
                 raise ConfigError(f"programs.{name}", got, f"this runner needs {name}={want!r} (programs compiled "
-                                  "for another chunking, seed count or progress setting)", owner="Runner")
+                                  "for another chunking, seed count, progress setting or mesh)", owner="Runner")
         if programs.config is not None and self.train.config is not None and programs.config != self.train.config:
             diff = diff_configs(config_to_dict(programs.config), config_to_dict(self.train.config), ignore=())
             raise ConfigError("programs.config", ", ".join(diff) or type(programs.config).__name__,
                               "the programs were compiled for another config (fields that differ listed)",
                               owner="Runner")
         self._compiled_init, self._compiled_chunk = programs.init, programs.chunk
+
+    def _feed_progress(self, metrics: dict[str, np.ndarray]) -> None:
+        """Move the bar over a chunk's updates after it ran (multi-process runs have no in-program callback)."""
+        fields = [k for k in PROGRESS_FIELDS if k in metrics]
+        for i in range(len(next(iter(metrics.values()), []))):
+            self._on_update(True, **{k: metrics[k][i] for k in fields})
 
     def _on_update(self, active: bool, **fields) -> None:
         if self._progress is not None:
@@ -563,13 +636,13 @@ class Runner:
             if opts.resume and has_ckpt:
                 start, states = self._resume(ckpt)
             elif opts.resume:
-                print(f"note: {self.run_dir} has no checkpoint yet; starting from scratch", file=sys.stderr)
+                self._say(f"note: {self.run_dir} has no checkpoint yet; starting from scratch")
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            if start == 0:
+            if start == 0 and self.primary:
                 write_json(self.run_dir / "config.json", {**self.description,
                                                           "created": datetime.datetime.now().isoformat()})
         if start >= self.num_updates:  # resuming a finished run: nothing to run, nothing to compile
-            print(f"note: {self.run_dir} already finished ({start} updates)", file=sys.stderr)
+            self._say(f"note: {self.run_dir} already finished ({start} updates)")
             if ckpt is not None:
                 ckpt.close()
             path = self.run_dir / "summary.json" if self.run_dir is not None else None
@@ -581,7 +654,7 @@ class Runner:
                                         start_update=start, status="finished", description=self.description,
                                         lm=self.lm, completions_per_update=self.completions_per_update)
                 summary.update(self._resumed)
-                if self.run_dir is not None:
+                if self.run_dir is not None and self.primary:
                     self._write_summary_and_plot(summary)
                 # an LM run's held-out evaluation (jaxrl-self train) was never run either: give it the states
                 return RunResult(states, {}, summary, self.run_dir, initial_states=states if self.lm else None,
@@ -590,16 +663,16 @@ class Runner:
         self.compile(need_init=states is None)
         if states is None:
             t = time.perf_counter()
-            states = jax.block_until_ready(self._compiled_init(self.keys))
+            states = jax.block_until_ready(self._compiled_init(self._init_input()))
             self.timings["init_s"] = time.perf_counter() - t
 
         writer = None
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.primary:
             writer = MetricsWriter(self.run_dir, tensorboard=opts.tensorboard, wandb=opts.wandb, start_update=start,
                                    wandb_kwargs={"project": opts.wandb_project, "name": self.run_dir.name,
                                                  "config": self.description})
         initial_states = states if self.lm else None  # for the held-out before/after of an LM run
-        self._progress = Progress(self.num_updates, initial=start, enabled=opts.progress,
+        self._progress = Progress(self.num_updates, initial=start, enabled=opts.progress and self.primary,
                                   desc=str(self.description.get("algo", "train")), lm=self.lm,
                                   completions_per_update=None if self.completions_per_update is None
                                   else self.completions_per_update * opts.seeds)
@@ -615,6 +688,8 @@ class Runner:
                 new_states = jax.block_until_ready(new_states)
                 metrics = {k: v[:n_active] for k, v in flatten_metrics(jax.device_get(m)).items()}
                 run_s += time.perf_counter() - t
+                if jax.process_count() > 1:
+                    self._feed_progress(metrics)
                 bad = self._first_nonfinite(new_states)
                 if bad is not None:
                     status = "nonfinite"
@@ -624,10 +699,10 @@ class Runner:
                     if writer is not None:
                         writer.write(metrics, first_update=done)
                     last = ckpt.latest_step() if ckpt is not None else None
-                    if self.run_dir is not None:
+                    if self.run_dir is not None and self.primary:
                         write_json(self.run_dir / "nonfinite.json", {
                             "update": update, "seed_index": seed_index,
-                            "nonfinite_update_per_seed": np.asarray(new_states.nonfinite_update).tolist(),
+                            "nonfinite_update_per_seed": host_array(new_states.nonfinite_update).tolist(),
                             "last_good_checkpoint_step": last,
                             "message": "a loss became NaN/inf; this chunk's checkpoint was not written"})
                     raise NonFiniteLossError(update, seed_index, detail=(
@@ -657,14 +732,15 @@ class Runner:
     def _resume(self, ckpt: Checkpointer) -> tuple[int, Any]:
         """Restore the newest readable checkpoint of this run (another config: CheckpointMismatchError); newer
         unreadable ones are set aside (one warning line each) so the run can write those steps again."""
+        barrier("restore", self.options.distributed_timeout_s)  # every process restores, or none waits forever
         start, states, _ = ckpt.restore(self.abstract_states(), expected_config=self.description,
-                                        set_aside_unreadable=True)
+                                        set_aside_unreadable=True, rename=self.primary)
         for moved in ckpt.set_aside:
-            print(moved.message(start), file=sys.stderr)
+            self._say(moved.message(start))
         self._check_counter(states, start)
         path = Path(self.run_dir or ckpt.directory.parent) / "checkpoints" / str(start)
         if start < self.num_updates:  # (a finished run says so itself)
-            print(f"resumed from update {start} ({path})", file=sys.stderr)
+            self._say(f"resumed from update {start} ({path})")
         self._resumed = {"resumed_from_checkpoint": str(path)}
         if ckpt.set_aside:
             self._resumed["set_aside_checkpoints"] = [str(m.path) for m in ckpt.set_aside]
@@ -675,7 +751,7 @@ class Runner:
         nf = getattr(states, "nonfinite_update", None)
         if nf is None:
             return None
-        nf = np.asarray(nf).reshape(-1)
+        nf = host_array(nf).reshape(-1)
         bad = np.where(nf >= 0, nf, np.iinfo(nf.dtype).max)
         if not np.any(nf >= 0):
             return None
@@ -684,9 +760,9 @@ class Runner:
 
     def _check_counter(self, states, step: int) -> None:
         counter = getattr(states, "update_step", None)
-        if counter is not None and not np.all(np.asarray(counter) == step):
+        if counter is not None and not np.all(host_array(counter) == step):
             raise RuntimeError(f"checkpoint step {step} does not match RunState.update_step "
-                               f"{np.asarray(counter).tolist()}")
+                               f"{host_array(counter).tolist()}")
 
     def _finish(self, writer, status, start, all_metrics, run_s, ckpt_s) -> dict[str, Any]:
         metrics = _concat(all_metrics)
@@ -697,9 +773,14 @@ class Runner:
         summary.update(self._resumed)
         if writer is not None:
             writer.close()
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.primary:
             self._write_summary_and_plot(summary)
         return summary
+
+    def _say(self, line: str) -> None:
+        """A note about the run folder on stderr (process 0 only: every process would say the same)."""
+        if self.primary:
+            print(line, file=sys.stderr, flush=True)
 
     def _write_summary_and_plot(self, summary: dict[str, Any]) -> None:
         assert self.run_dir is not None
@@ -821,6 +902,7 @@ def restore_run(run_dir: str | os.PathLike, *, algo: str | None = None, step: in
     env = envs.make(desc["env"], **dict(desc.get("env_kwargs") or {}))
     train = module.make_train(config, env)
     abstract = jax.eval_shape(jax.vmap(train.init), seed_keys(int(desc.get("seed", 0)), int(desc.get("num_seeds", 1))))
+    abstract = shard_abstract(abstract, None)  # onto this process's device, whatever layout the run was saved from
     with Checkpointer(run_dir / "checkpoints", keep=1) as ckpt:
         restored_step, states, _ = ckpt.restore(abstract, step)
     return RestoredRun(description=desc, module=module, config=config, env=env, train=train,
@@ -849,8 +931,10 @@ def run_training(algo: str | ModuleType, env: str = "cartpole", config: Any = No
     trained on when ``env`` names it, e.g. ``chain-base`` and ``"chain"`` give ``ChainTask(max_steps_cap=16)``).
     """
     from jaxrl_self import envs
+    from jaxrl_self.run import distributed
 
     options.validate()
+    distributed.initialize(options)  # a multi-process run joins before anything starts a JAX backend
     module = load_algorithm(algo)
     algo_name = algorithm_name(module)
     config = module.Config() if config is None else config

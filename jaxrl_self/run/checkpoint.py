@@ -43,6 +43,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from jaxrl_self.core.errors import CheckpointMismatchError
+from jaxrl_self.run.distributed import barrier
 
 __all__ = [
     "Checkpointer",
@@ -224,9 +225,11 @@ class Checkpointer:
     Args:
         directory: where step directories live (created on the first save).
         keep: how many of the newest checkpoints to keep (>= 1).
+        barrier_timeout_s: in a multi-process run, how long :meth:`save` waits for every process to have
+            finished the step before any of them lists and prunes the steps (see :meth:`save`).
     """
 
-    def __init__(self, directory: str | os.PathLike, keep: int = 3):
+    def __init__(self, directory: str | os.PathLike, keep: int = 3, barrier_timeout_s: float = 300):
         import orbax.checkpoint as ocp
 
         if keep < 1:
@@ -234,6 +237,7 @@ class Checkpointer:
         self._ocp = ocp
         self.directory = Path(directory).absolute()
         self.keep = int(keep)
+        self.barrier_timeout_s = float(barrier_timeout_s)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=None,  # we prune ourselves, after a save is confirmed (see module docstring)
             create=True,
@@ -271,6 +275,12 @@ class Checkpointer:
         """Write ``state`` and ``config`` as step ``step``, wait until it is on disk, then prune old steps.
 
         Raises :class:`CheckpointSaveError` when the step is not finalised; older steps are kept then.
+
+        In a multi-process run the processes meet at a barrier before listing the steps and again before pruning
+        (both no-ops with one process). Process 0 finalises the step (renames its folder) after the others return
+        from orbax's save, so a process listing before that would prune differently from the others; and process 0
+        deletes the pruned folders while a process still listing reads them (``FileNotFoundError`` there). Either
+        way one process would stop and orbax's ``delete`` (itself a barrier) would wait for it.
         """
         args = self._ocp.args.Composite(
             state=self._ocp.args.StandardSave(state),
@@ -282,7 +292,9 @@ class Checkpointer:
         except Exception as e:
             raise CheckpointSaveError(f"saving checkpoint step {step} in {self.directory} failed: {e!r}; "
                                       f"earlier checkpoints are kept") from e
+        barrier(f"checkpoint {step} saved", self.barrier_timeout_s)
         steps = self.all_steps()
+        barrier(f"checkpoint {step} listed", self.barrier_timeout_s)
         if int(step) not in steps:
             raise CheckpointSaveError(f"checkpoint step {step} in {self.directory} was not finalised; "
                                       f"earlier checkpoints are kept")
@@ -356,6 +368,7 @@ class Checkpointer:
             target, i = self.directory / f"{step}.{UNREADABLE_TAG}-{stamp}-{i}", i + 1
         if rename:
             (self.directory / str(step)).rename(target)
+        barrier(f"checkpoint {step} set aside", self.barrier_timeout_s)  # renamed before any process lists again
         self._mgr.reload()
         return SetAsideStep(step=int(step), path=target, error=error)
 

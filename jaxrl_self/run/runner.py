@@ -536,7 +536,8 @@ class Runner:
         raw = np.asarray(jax.random.key_data(self.keys))
         return jax.make_array_from_callback(raw.shape, replicated(self.mesh), lambda index: raw[index])
 
-    def _jit(self, fn, in_shardings=None, out_shardings=None):
+    def _jit(self, fn, in_shardings, out_shardings):
+        """``jax.jit`` with the compiler options; the shardings apply on a mesh (one device: JAX places it)."""
         kw = {} if self.mesh is None else {"in_shardings": in_shardings, "out_shardings": out_shardings}
         return jax.jit(fn, compiler_options=self.compiler_options, **kw)
 
@@ -557,25 +558,27 @@ class Runner:
         # one process: the bar moves every update (an io_callback in the program); several: after each chunk, from
         # the chunk's metrics (a host callback would run on process 0's device only)
         callback = self._on_update if self.options.progress and jax.process_count() == 1 else None
-        mesh, spmd = self.mesh, (SEEDS if self.mesh is not None else None)
+        mesh = self.mesh
+        spmd, state_sh, whole = (None, None, None) if mesh is None else (SEEDS, state_sharding(mesh), replicated(mesh))
         chunk = make_chunk_fn(self.train, self.chunk_updates, masked=self.masked, callback=callback,
                               spmd_axis_name=spmd)
         with (jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext()):
             if need_init and self._compiled_init is None:
                 t = time.perf_counter()
-                init = jax.vmap(self.train.init, spmd_axis_name=spmd)
+                batched_init = jax.vmap(self.train.init, spmd_axis_name=spmd)
                 if mesh is None:
-                    self._compiled_init = self._jit(init).lower(self.keys).compile()
+                    init, init_arg = batched_init, self.keys
                 else:  # on a mesh the keys go in as raw key data, one global array every process can build
-                    self._compiled_init = self._jit(lambda raw: init(jax.random.wrap_key_data(raw)),
-                                                    replicated(mesh), state_sharding(mesh)).lower(
-                        jax.ShapeDtypeStruct(self._init_input().shape, jnp.uint32)).compile()
+                    def init(raw):
+                        return batched_init(jax.random.wrap_key_data(raw))
+
+                    init_arg = jax.eval_shape(jax.random.key_data, self.keys)
+                self._compiled_init = self._jit(init, whole, state_sh).lower(init_arg).compile()
                 self.timings["compile_init_s"] = time.perf_counter() - t
             if self._compiled_chunk is None:
                 t = time.perf_counter()
-                self._compiled_chunk = self._jit(chunk, *(((state_sharding(mesh), replicated(mesh)),
-                                                           (state_sharding(mesh), replicated(mesh))) if mesh else ())
-                                                 ).lower(abstract, jax.ShapeDtypeStruct((), jnp.int32)).compile()
+                self._compiled_chunk = self._jit(chunk, (state_sh, whole), (state_sh, whole)).lower(
+                    abstract, jax.ShapeDtypeStruct((), jnp.int32)).compile()
                 self.timings["compile_chunk_s"] = time.perf_counter() - t
         if say:
             print(f"compiled in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
@@ -632,7 +635,8 @@ class Runner:
                 raise FileExistsError(f"run folder {self.run_dir} already has checkpoints; pass --resume to "
                                       "continue it or choose another --run-dir")
             if opts.keep_checkpoints > 0 or has_ckpt:
-                ckpt = Checkpointer(ckpt_dir, keep=max(1, opts.keep_checkpoints))
+                ckpt = Checkpointer(ckpt_dir, keep=max(1, opts.keep_checkpoints),
+                                    barrier_timeout_s=opts.distributed_timeout_s)
             if opts.resume and has_ckpt:
                 start, states = self._resume(ckpt)
             elif opts.resume:

@@ -152,7 +152,7 @@ else:
     def test_the_program_really_splits_the_environments():
         """On envs=4 each device holds a quarter of the environments inside the update: the compiled program
         all-reduces (the gradient) and its per-device rollout arrays have 2 of the 8 environments."""
-        hlo = _runner("ppo", "envs=4")._compiled_chunk.as_text()
+        hlo = _runner("ppo", "envs=4").programs().chunk.as_text()
         assert "all-reduce" in hlo
         assert "f32[16,2,2,4]" in hlo  # [T=16, seeds=2, N/4=2, obs=4]: the observations of one device's rollout
         assert "f32[16,2,8,4]" not in hlo  # (all 8 environments' would be this)

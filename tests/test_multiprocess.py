@@ -72,19 +72,11 @@ def _finish(procs, timeout=240) -> list[str]:
 
 def _params(run_dir: Path) -> tuple[list[np.ndarray], int]:
     """The newest checkpoint's parameters, restored on this process's one device (a checkpoint of a mesh run
-    restores onto any layout: the runner's abstract state, without shardings)."""
-    from jaxrl_self import envs
-    from jaxrl_self.algos import ppo
-    from jaxrl_self.run.checkpoint import Checkpointer
-    from jaxrl_self.run.devices import shard_abstract
-    from jaxrl_self.run.runner import seed_keys
+    restores onto any layout)."""
+    from jaxrl_self.run.runner import restore_run
 
-    cfg = ppo.Config(num_envs=8, num_steps=16, total_timesteps=8192, num_minibatches=2, update_epochs=2)
-    abstract = shard_abstract(jax.eval_shape(jax.vmap(ppo.make_train(cfg, envs.make("cartpole")).init),
-                                             seed_keys(0, 1)), None)
-    with Checkpointer(run_dir / "checkpoints") as ckpt:
-        step, state, _ = ckpt.restore(abstract)
-    return [np.asarray(x) for x in jax.tree.leaves(state.params)], step
+    restored = restore_run(run_dir)
+    return [np.asarray(x) for x in jax.tree.leaves(restored.states.params)], restored.step
 
 
 @pytest.fixture(scope="module")

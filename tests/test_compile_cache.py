@@ -88,25 +88,47 @@ def test_library_use_never_turns_the_cache_on(tmp_path):
     assert not folder.exists() and not (tmp_path / "xdg").exists()
 
 
-def _cli_train(run_dir: Path, env: dict[str, str]) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "jaxrl_self.cli", *TINY_PPO, "--run-dir", str(run_dir)],
+# Runs the CLI in a fresh process with a listener on JAX's own compilation-cache events, so the test reads what the
+# cache did (hits, misses) instead of timing it: wall-time ratios flake on a loaded 2-core machine, and the timing
+# claim lives in benchmarks/results/compile_cache.md.
+_LAUNCHER = """
+import collections, json, sys
+import jax.monitoring
+counts = collections.Counter()
+jax.monitoring.register_event_listener(lambda event, **kw: counts.update([event]))
+from jaxrl_self.cli import main
+status = main(sys.argv[1:])
+print("CACHE_EVENTS " + json.dumps(counts), file=sys.stderr)
+sys.exit(status)
+"""
+_HITS, _MISSES = "/jax/compilation_cache/cache_hits", "/jax/compilation_cache/cache_misses"
+
+
+def _cli_train(run_dir: Path, env: dict[str, str]) -> tuple[dict, dict[str, int]]:
+    """The run's summary.json and the count of each compilation-cache event the process recorded."""
+    proc = subprocess.run([sys.executable, "-c", _LAUNCHER, *TINY_PPO, "--run-dir", str(run_dir)],
                           capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads((run_dir / "summary.json").read_text())
+    line = next(ln for ln in proc.stderr.splitlines()[::-1] if ln.startswith("CACHE_EVENTS "))
+    return json.loads((run_dir / "summary.json").read_text()), json.loads(line.split(" ", 1)[1])
 
 
 def test_second_cli_process_of_the_same_config_loads_its_programs_from_the_cache(tmp_path):
     """The default folder ($XDG_CACHE_HOME here, so nothing is written to the home folder) fills on the first run;
-    the second process compiles less (it still traces and lowers) and computes the same run."""
+    the second process finds every program it compiles in it (JAX's cache-hit events, no miss, no new entry) and
+    computes the same run; with the cache off nothing is read or written."""
     env = _clean_env(XDG_CACHE_HOME=str(tmp_path / "xdg"))
     folder = cc.default_cache_dir(env)
-    first = _cli_train(tmp_path / "a", env)
+    first, first_events = _cli_train(tmp_path / "a", env)
     entries = sorted(p.name for p in folder.iterdir())
     assert any(name.startswith("jit_chunk-") for name in entries), entries
-    second = _cli_train(tmp_path / "b", env)
+    assert first_events.get(_MISSES, 0) >= 1, first_events
+    second, second_events = _cli_train(tmp_path / "b", env)
     assert sorted(p.name for p in folder.iterdir()) == entries  # nothing new compiled
-    assert second["compile_s"] < 0.6 * first["compile_s"], (first["compile_s"], second["compile_s"])
+    assert second_events.get(_MISSES, 0) == 0, second_events
+    assert second_events.get(_HITS, 0) >= 1, second_events
     assert second["final_return"] == first["final_return"]
-    off = _cli_train(tmp_path / "c", {**env, cc.ENV_VAR: "off"})
-    assert off["compile_s"] > second["compile_s"]
+    off, off_events = _cli_train(tmp_path / "c", {**env, cc.ENV_VAR: "off"})
+    assert off_events.get(_HITS, 0) == 0 and off_events.get(_MISSES, 0) == 0, off_events
+    assert off["final_return"] == first["final_return"]
     assert sorted(p.name for p in folder.iterdir()) == entries

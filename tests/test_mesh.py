@@ -133,12 +133,18 @@ else:
         for k in alone.metrics:
             np.testing.assert_array_equal(sharded.metrics[k][:, :2], alone.metrics[k], err_msg=k)
 
-    def test_ppo_seed_axis_is_bitwise_the_whole_unsharded_batch():
-        """PPO: 2 or 1 seeds per device are even bitwise the 4-seed program. (The maze curricula's are not: XLA:CPU
-        compiles their networks for a batch of 4 seeds with other float orders than for 2, up to 2e-6 relative;
-        the test above pins that to the batch size, not to the mesh.)"""
-        for mesh in ("seeds=2", "seeds=4"):
-            _assert_bitwise(_run("ppo", mesh=mesh, seeds=4), baseline("ppo", seeds=4))
+    def test_ppo_one_seed_per_device_is_bitwise_that_seed_alone_and_close_to_the_whole_batch():
+        """PPO with seeds=4 (one seed per device): device 0's seed is bitwise seed 0 run alone (a batch of the same
+        size), and the whole sharded batch equals the 4-seed program up to float order. (Bitwise across batch sizes
+        holds on the AVX-512 machines this was first run on, not on an AVX2 one, where XLA:CPU's vector loops give a
+        batch of 1 or 2 seeds other float orders than a batch of 4: 4e-7 relative seen; see docs/scaling.md.)"""
+        sharded = _run("ppo", mesh="seeds=4", seeds=4)
+        alone = baseline("ppo", seeds=1)
+        for x, y in zip(_leaves(sharded), _leaves(alone), strict=True):
+            np.testing.assert_array_equal(x[:1], y)
+        for k in alone.metrics:
+            np.testing.assert_array_equal(sharded.metrics[k][:, :1], alone.metrics[k], err_msg=k)
+        _assert_close(sharded, baseline("ppo", seeds=4))
 
     def test_both_axes_together():
         """seeds=2,envs=2: each seed's numbers as on one device, up to float order."""

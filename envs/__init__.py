@@ -4,14 +4,17 @@
     env = envs.make("cartpole")
     envs.check_env(env)
 
-Built-in names: see :func:`registered_names`. Register your own with :func:`register`.
+Built-in names: see :func:`registered_names`. Register your own with :func:`register`. Other libraries'
+environments come in through adapter prefixes (:func:`registered_prefixes`), e.g. ``envs.make("gymnax:Pendulum-v1")``.
 """
 from jaxrl_self.core.environment import Environment, EnvParams, EnvState, LevelEnv, Wrapper
 from jaxrl_self.core.sequence import Problem, SequenceTask
 from jaxrl_self.envs.adapters import GymnaxAdapter, convert_space, from_gymnax
 from jaxrl_self.envs.checker import EnvCheckError, check_env
-from jaxrl_self.envs.registry import UnknownEnvironmentError, describe, make, register, registered_names
+from jaxrl_self.envs.registry import (MissingExtraError, UnknownEnvironmentError, describe, make, register,
+                                     register_prefix, registered_names, registered_prefixes)
 from jaxrl_self.envs.wrappers import (
+    ClipAction,
     FlattenObservation,
     LevelSet,
     LogState,
@@ -35,6 +38,10 @@ __all__ = [
     "EnvCheckError",
     "check_env",
     "UnknownEnvironmentError",
+    "MissingExtraError",
+    "register_prefix",
+    "registered_prefixes",
+    "ClipAction",
     "describe",
     "make",
     "register",
@@ -60,4 +67,14 @@ register("probe-constant", "jaxrl_self.envs.probes:ProbeConstant", description="
 register("probe-observation", "jaxrl_self.envs.probes:ProbeObservation", description="probe: reward = observation (±1), V(s) = s")
 register("probe-action", "jaxrl_self.envs.probes:ProbeAction", description="probe: reward +1 for action 1, -1 for action 0")
 register("probe-credit", "jaxrl_self.envs.probes:ProbeCredit", description="probe: two steps, reward at step 2 for the step-1 action matching the cue")
+register("probe-continuous", "jaxrl_self.envs.probes:ProbeContinuous",
+         description="probe: continuous action, reward -(a - obs)^2 (the Gaussian policy's mean must follow obs)")
+register_prefix("gymnax", "jaxrl_self.envs.adapters:from_gymnax", extra="gymnax", module="gymnax",
+                description="any gymnax environment by its gymnax.make name (classic control, MinAtar, bsuite, ...)")
+register_prefix("brax", "jaxrl_self.envs.ecosystem.brax:make_brax", extra="brax", module="brax",
+                description="Brax continuous control (ant, halfcheetah, hopper, inverted_pendulum, ...)")
+register_prefix("jumanji", "jaxrl_self.envs.ecosystem.jumanji:make_jumanji", extra="jumanji", module="jumanji",
+                description="Jumanji combinatorial and grid environments by their jumanji.make name")
+register_prefix("navix", "jaxrl_self.envs.ecosystem.navix:make_navix", extra="navix", module="navix",
+                description="NAVIX MiniGrid gridworlds by their navix.make name (Navix-Empty-5x5-v0, ...)")
 register("probe-memory", "jaxrl_self.envs.probes:ProbeMemory", description="probe: two steps, the step-2 action must recall the step-1 cue (needs memory)")

@@ -2,8 +2,8 @@
 
 They isolate one part of an RL algorithm at a time (after Andy Jones' "debugging RL without the agony" probes
 and rejax's probe tests): if the learned value or policy misses the analytic answer, the bug is in the part
-the probe exercises. All have ``Discrete(2)`` actions and a small float32 ``Box`` observation, and all pass
-:func:`jaxrl_self.envs.check_env`.
+the probe exercises. All have a small float32 ``Box`` observation and ``Discrete(2)`` actions, except
+``probe-continuous`` (a ``Box`` action), and all pass :func:`jaxrl_self.envs.check_env`.
 
 =====================  =============================================  ==========================================
 name                   what happens                                   analytic answer (discount γ, reward r)
@@ -22,6 +22,9 @@ name                   what happens                                   analytic a
 ``probe-memory``       like ``probe-credit`` but the reward at step   recurrent agents: ``π(a_1 = c) = 1``,
                        1 is for ``a_1 == c``: the cue must be         ``V(cue) = γ r``; feed-forward agents
                        remembered                                     cannot beat ``V = 0``
+``probe-continuous``   obs ``[±1]`` at random, one step, action in    ``a = obs``, ``V = 0``; a Gaussian policy
+                       ``Box(-2, 2, (1,))``, reward                   with mean ``m`` and std ``s``:
+                       ``-r (a - obs)^2``                             ``V = -r ((m - obs)^2 + s^2)`` (unclipped)
 =====================  =============================================  ==========================================
 
 ``ProbeParams.nan_reward_after`` (testing only) makes the reward NaN from that step on, counted per
@@ -45,6 +48,7 @@ __all__ = [
     "ProbeAction",
     "ProbeCredit",
     "ProbeMemory",
+    "ProbeContinuous",
 ]
 
 
@@ -199,3 +203,22 @@ class ProbeMemory(_TwoStep):
 
     def _judged_action_correct(self, state, action):
         return state.memo, action == state.cue
+
+
+class ProbeContinuous(_Probe):
+    """Observation ``[±1]``; one step; a continuous action ``a`` in ``[-2, 2]``; reward ``-r (a - obs)^2``: the
+    policy's mean must follow the observation and its spread must shrink."""
+
+    def action_space(self, params=None) -> Box:
+        return Box(-2.0, 2.0, (1,), jnp.float32)
+
+    def reset_env(self, key, params):
+        cue = jax.random.bernoulli(key).astype(jnp.int32)
+        return (2.0 * cue - 1.0).astype(jnp.float32)[None], self._start(cue)
+
+    def step_env(self, key, state, action, params) -> StepResult:
+        new = self._advance(state)
+        target = (2.0 * state.cue - 1.0).astype(jnp.float32)
+        obs = target[None]
+        reward = self._reward(-jnp.square(jnp.asarray(action, jnp.float32)[0] - target), state, params)
+        return obs, new, reward, jnp.ones((), jnp.bool_), self._time_limit(new, params), {}

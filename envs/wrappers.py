@@ -22,6 +22,7 @@ __all__ = [
     "LogState",
     "FlattenObservation",
     "flatten_observation",
+    "ClipAction",
     "ReplayLevel",
     "ResampleLevel",
     "LevelSet",
@@ -120,6 +121,18 @@ class FlattenObservation(Wrapper):
         obs, state, reward, terminated, truncated, info = self._env.step(key, state, action, params)
         info = {**info, "final_obs": self._flat(info["final_obs"], params)}
         return self._flat(obs, params), state, reward, terminated, truncated, info
+
+
+class ClipAction(Wrapper):
+    """Continuous actions are clipped to the action :class:`Box`'s bounds before the inner ``step`` (PureJaxRL's
+    ``ClipAction``). The agent keeps its unclipped sample, whose log-probability PPO's ratio uses; the
+    environment never sees an out-of-range action."""
+
+    def step(self, key, state, action, params=None):
+        space = self._env.action_space(self.default_params if params is None else params)
+        low = jnp.asarray(space.low, jnp.float32)
+        high = jnp.asarray(space.high, jnp.float32)
+        return self._env.step(key, state, jnp.clip(action, low, high), params)
 
 
 # ---------------------------------------------------------------------------------------------- reset policies

@@ -916,3 +916,43 @@ def test_multi_seed_network_init_does_not_hang():
                          env=_clean_env(JAX_PLATFORMS="cpu"), capture_output=True, text=True, timeout=170)
     assert out.returncode == 0, f"exit {out.returncode} (124 = hung)\n{out.stderr[-2000:]}"
     assert out.stdout.split() == ["ok", "True"]
+
+
+# ============================================================================================ adapter prefixes
+@needs_gymnax
+def test_gymnax_prefix_builds_the_adapter_and_steps_as_gymnax_does():
+    """``envs.make("gymnax:Pendulum-v1")`` is the adapter over ``gymnax.make("Pendulum-v1")``: it passes
+    check_env and, from the same state with the same key and action, steps exactly as gymnax's own step_env."""
+    import gymnax
+
+    env = envs.make("gymnax:Pendulum-v1")
+    assert isinstance(env, envs.GymnaxAdapter) and env.name == "gymnax:Pendulum-v1"
+    assert check_env(env, num_steps=32)["time_checked"]
+    gx, gx_params = gymnax.make("Pendulum-v1")
+    key = jax.random.key(3)
+    _, state = env.reset(key, env.default_params)
+    for t, a in enumerate((-2.0, 0.5, 1.7)):
+        k = jax.random.fold_in(key, t)
+        action = jnp.array([a], jnp.float32)
+        want = gx.step_env(k, state, action, gx_params)
+        got = env.step_env(k, state, action, env.default_params)
+        np.testing.assert_array_equal(np.asarray(got[0]), np.asarray(want[0]))  # observation
+        assert float(got[2]) == float(want[2])  # reward
+        state = got[1]
+
+
+def test_a_prefix_whose_library_is_missing_is_one_line_naming_the_extra(monkeypatch, capsys):
+    from jaxrl_self import cli
+    from jaxrl_self.envs import registry
+
+    monkeypatch.setattr(registry, "_PREFIXES", dict(registry._PREFIXES))
+    registry.register_prefix("nolib", "nolib_xyz:make", extra="nolib", module="nolib_xyz_not_installed")
+    with pytest.raises(envs.MissingExtraError, match=r"needs nolib_xyz_not_installed, which is not installed: "
+                                                     r"pip install 'jaxrl-self\[nolib\]'"):
+        envs.make("nolib:Thing-v0")
+    assert cli.main(["train", "ppo", "--env", "nolib:Thing-v0", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "pip install 'jaxrl-self[nolib]'" in err, err
+    with pytest.raises(envs.UnknownEnvironmentError, match="name the gymnax environment after the colon"):
+        envs.make("gymnax:")
+    assert "gymnax" in envs.registered_prefixes()

@@ -580,3 +580,27 @@ def test_render(tmp_path, env):
     with Image.open(path) as im:
         assert im.size == (frame.shape[1], frame.shape[0])
         np.testing.assert_array_equal(np.asarray(im.convert("RGB")), frame)
+
+
+def test_jaxued_action_space_adds_four_no_ops():
+    """num_actions=7 is jaxued's/minimax's minigrid action space: 0..2 act as before, 3..6 only spend a step."""
+    from jaxrl_self.envs.maze import Maze
+
+    env = Maze(num_actions=7)
+    assert env.action_space().n == 7 and Maze().action_space().n == 3
+    params = env.default_params
+    key = jax.random.key(0)
+    obs, state = env.reset_env(key, params)
+    for a in range(3, 7):
+        obs2, new, reward, term, trunc, _ = env.step_env(key, state, jnp.asarray(a), params)
+        assert int(new.time) == int(state.time) + 1 and float(reward) == 0.0 and not bool(term)
+        np.testing.assert_array_equal(np.asarray(new.agent_pos), np.asarray(state.agent_pos))
+        assert int(new.agent_dir) == int(state.agent_dir)
+        np.testing.assert_array_equal(np.asarray(obs2["image"]), np.asarray(obs["image"]))
+    three, seven = Maze(), Maze(num_actions=7)
+    for a in range(3):  # the acting actions are the same transitions
+        _, s3, *_ = three.step_env(key, state, jnp.asarray(a), params)
+        _, s7, *_ = seven.step_env(key, state, jnp.asarray(a), params)
+        assert jax.tree.all(jax.tree.map(lambda x, y: bool(jnp.all(x == y)), s3, s7))
+    with pytest.raises(ValueError, match="num_actions must be 3 .* or 7"):
+        Maze(num_actions=4)

@@ -279,3 +279,61 @@ def test_rollout_layout_with_auto_reset():
     ret = np.asarray(traj.info["returned_episode_return"])
     assert np.all(ret[done] == 3.0)
     assert adv_mod is rl.advantages and losses is rl.losses  # modules are re-exported
+
+
+# ------------------------------------------------------------------------------------------------ Gaussian policy
+def test_gaussian_log_prob_and_entropy_by_hand():
+    """1-D standard normal at 0: log p = -log(2π)/2, H = (1 + log 2π)/2; a 2-D Gaussian sums its dimensions."""
+    from jaxrl_self.rl import distributions as d
+
+    half_log_2pi = 0.5 * np.log(2 * np.pi)
+    assert float(d.gaussian_log_prob(jnp.zeros(1), jnp.zeros(1), jnp.zeros(1))) == pytest.approx(-half_log_2pi)
+    assert float(d.gaussian_entropy(jnp.zeros(1), jnp.zeros(1))) == pytest.approx(0.5 + half_log_2pi)
+    # mean (1, -2), std (2, 0.5), action (3, -2): z = (1, 0)
+    mean, log_std, a = jnp.array([1.0, -2.0]), jnp.log(jnp.array([2.0, 0.5])), jnp.array([3.0, -2.0])
+    want = (-0.5 - np.log(2.0) - half_log_2pi) + (0.0 - np.log(0.5) - half_log_2pi)
+    assert float(d.gaussian_log_prob(mean, log_std, a)) == pytest.approx(want, rel=1e-6)
+    assert float(d.gaussian_entropy(mean, log_std)) == pytest.approx(2 * (0.5 + half_log_2pi) + np.log(2.0 * 0.5),
+                                                                     abs=1e-6)
+
+
+def test_gaussian_log_prob_entropy_and_samples_match_distrax():
+    import distrax
+
+    from jaxrl_self.rl import distributions as d
+
+    k1, k2, k3 = jax.random.split(jax.random.key(3), 3)
+    mean = jax.random.normal(k1, (5, 7, 3))
+    log_std = jnp.array([-1.0, 0.0, 0.7])  # state-independent, broadcast over the batch
+    noise = d.gaussian_noise(k2, mean.shape)
+    action = d.gaussian_sample(mean, log_std, noise)
+    ref = distrax.MultivariateNormalDiag(mean, jnp.broadcast_to(jnp.exp(log_std), mean.shape))
+    np.testing.assert_allclose(d.gaussian_log_prob(mean, log_std, action), ref.log_prob(action), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(d.gaussian_entropy(mean, log_std), ref.entropy(), rtol=1e-6)
+    assert d.gaussian_log_prob(mean, log_std, action).shape == (5, 7)
+    # the samples are N(mean, std^2): standardised, they are the noise
+    np.testing.assert_allclose((action - mean) / jnp.exp(log_std), noise, rtol=1e-5, atol=1e-5)
+    big = d.gaussian_sample(jnp.zeros((20000, 3)), log_std, d.gaussian_noise(k3, (20000, 3)))
+    np.testing.assert_allclose(np.std(np.asarray(big), axis=0), np.exp(np.asarray(log_std)), rtol=0.03)
+
+
+def test_reward_scaling_matches_a_step_by_step_reference():
+    """PureJaxRL's NormalizeVecReward, written as a loop over steps with numpy."""
+    T, N, gamma = 9, 3, 0.9
+    r = RNG.normal(size=(T, N)).astype(np.float32)
+    done = RNG.random((T, N)) < 0.25
+    state = normalize.RewardScale.create(N)
+    state, got = normalize.scale_rewards(state, jnp.asarray(r), jnp.asarray(done), gamma)
+    mean, var, count, ret = 0.0, 1.0, 1e-4, np.zeros(N)
+    want = np.zeros((T, N))
+    for t in range(T):
+        ret = ret * gamma * (1 - done[t]) + r[t]
+        b_mean, b_var, n = ret.mean(), ret.var(), N
+        tot = count + n
+        delta = b_mean - mean
+        mean, var = mean + delta * n / tot, (var * count + b_var * n + delta ** 2 * count * n / tot) / tot
+        count = tot
+        want[t] = r[t] / np.sqrt(var + 1e-8)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(state.discounted_return), ret, rtol=1e-5, atol=1e-6)
+    assert float(state.stats.count) == pytest.approx(count)

@@ -9,7 +9,8 @@ Conventions: positions are ``(x, y)`` with ``wall_map[y, x]``; directions 0 righ
 * **Actions** ``Discrete(3)``: 0 turn left (direction - 1 mod 4), 1 turn right (+1 mod 4), 2 move forward.
   Moving into a wall or the border leaves the agent where it is. The goal cell is never entered: moving
   forward into it ends the episode with the agent still in front of it (as in minimax and jaxued; their action
-  spaces declare 7 minigrid actions of which 3..6 do nothing — here only the 3 that act exist).
+  spaces declare 7 minigrid actions of which 3..6 do nothing — here only the 3 that act exist, unless
+  ``num_actions=7`` asks for jaxued's action space, whose actions 3..6 leave everything as it is but the clock).
 * **Reward** on the step that moves into the goal: ``1 - 0.9 * t / T`` with ``t`` the number of steps taken in
   the episode *including this one* (``state.time`` after the step; jaxued/minimax compute
   ``(state.time + 1) / T`` before incrementing, the same number) and ``T = params.max_steps_in_episode``.
@@ -106,6 +107,8 @@ class Maze(LevelEnv[MazeState, MazeParams, Level]):
             ``max_walls``).
         sample_n_walls: keep only the first ``n ~ U{0..max_walls}`` wall draws (minimax's option).
         see_agent: draw the agent on its own cell of the view (jaxued/minimax default False).
+        num_actions: 3 (the actions that act) or 7 (jaxued's and minimax's minigrid action space: 3..6 are
+            no-ops that spend a step; a uniform policy then moves forward 1/7 instead of 1/3 of the time).
         normalize_obs: float32 image divided by 10 instead of uint8 (default False, as jaxued's env).
         penalize_time: goal reward ``1 - 0.9 t / T`` (True) or 1.
         mutation_weights: probabilities (up to scale) of the edit kinds ``(no_op, flip_wall, move_goal,
@@ -125,6 +128,7 @@ class Maze(LevelEnv[MazeState, MazeParams, Level]):
         replace_wall_pos: bool = True,
         sample_n_walls: bool = False,
         see_agent: bool = False,
+        num_actions: int = 3,
         normalize_obs: bool = False,
         penalize_time: bool = True,
         mutation_weights: Sequence[float] = (1.0, 1.0, 1.0, 0.0),
@@ -139,6 +143,9 @@ class Maze(LevelEnv[MazeState, MazeParams, Level]):
         if not isinstance(max_walls, (int, np.integer)) or not 0 <= max_walls <= height * width - 2:
             raise ValueError(f"Maze.max_walls must be an int in [0, height*width - 2] = [0, {height * width - 2}] "
                              f"(room for the goal and the agent), got {max_walls!r}")
+        if num_actions not in (3, 7) or isinstance(num_actions, bool):
+            raise ValueError(f"Maze.num_actions must be 3 (turn left, turn right, forward) or 7 (jaxued's minigrid "
+                             f"action space, 3..6 no-ops), got {num_actions!r}")
         weights = tuple(float(x) for x in mutation_weights)
         if len(weights) != 4 or min(weights) < 0 or sum(weights) <= 0:
             raise ValueError("Maze.mutation_weights must be 4 non-negative numbers (no_op, flip_wall, move_goal, "
@@ -148,6 +155,7 @@ class Maze(LevelEnv[MazeState, MazeParams, Level]):
         self.replace_wall_pos = bool(replace_wall_pos)
         self.sample_n_walls = bool(sample_n_walls)
         self.see_agent = bool(see_agent)
+        self._num_actions = int(num_actions)
         self.normalize_obs = bool(normalize_obs)
         self.penalize_time = bool(penalize_time)
         self.mutation_weights = weights
@@ -168,7 +176,7 @@ class Maze(LevelEnv[MazeState, MazeParams, Level]):
         return Dict({"image": image, "agent_dir": Discrete(4)})
 
     def action_space(self, params: MazeParams | None = None) -> Discrete:
-        return Discrete(3)
+        return Discrete(self._num_actions)
 
     @property
     def name(self) -> str:

@@ -1,4 +1,4 @@
-"""Proximal Policy Optimization (Schulman et al., 2017) for discrete actions, as one XLA program.
+"""Proximal Policy Optimization (Schulman et al., 2017) for discrete and continuous actions, as one XLA program.
 
 ::
 
@@ -35,6 +35,14 @@ bad update, and that update and all later ones leave ``params``/``opt_state`` un
 
 Actions are sampled by the Gumbel-max trick with the noise of a whole rollout drawn at once (an exact sample of
 the categorical policy, kept out of the per-step loop); log-probabilities and entropies come from ``distrax``.
+
+**Continuous actions** (a 1-D :class:`~jaxrl_self.core.spaces.Box` action space) use a diagonal Gaussian policy
+with a state-independent log standard deviation (:class:`~jaxrl_self.nets.GaussianMLPActorCritic`, ``network``
+``"mlp"``/``"auto"`` only), as PureJaxRL's ``ppo_continuous_action.py``: the sample ``mean + std * eps`` (the
+normal noise of a rollout drawn at once) is what the agent stores and scores; the environment receives it
+clipped to the box (:class:`~jaxrl_self.envs.wrappers.ClipAction`; no tanh squashing). ``normalize_obs`` and
+``normalize_rewards`` (PureJaxRL's ``NormalizeVecObservation`` / ``NormalizeVecReward``) are the options Brax
+PPO users expect; both work for discrete actions too. The maths: :mod:`jaxrl_self.rl.distributions`.
 """
 from __future__ import annotations
 
@@ -54,9 +62,12 @@ from jaxrl_self.core.environment import Environment, tree_select
 from jaxrl_self.core.errors import ConfigError
 from jaxrl_self.core.sequence import SequenceTask
 from jaxrl_self.core.spaces import Box, Dict, Discrete, flat_dim
-from jaxrl_self.envs.wrappers import FlattenObservation, LogWrapper
-from jaxrl_self.nets.actor_critic import ACTIVATIONS, MLPActorCritic, RecurrentActorCritic
-from jaxrl_self.rl.normalize import RunningMeanStd
+from jaxrl_self.envs.wrappers import ClipAction, FlattenObservation, LogWrapper
+from jaxrl_self.nets.actor_critic import (ACTIVATIONS, GaussianMLPActorCritic, GaussianPolicy, MLPActorCritic,
+                                          RecurrentActorCritic)
+from jaxrl_self.rl.distributions import (gaussian_entropy, gaussian_log_prob, gaussian_noise,
+                                          gaussian_sample)
+from jaxrl_self.rl.normalize import RewardScale, RunningMeanStd
 from jaxrl_self.rl.rollout import RolloutState, Trajectory
 
 __all__ = [
@@ -74,6 +85,9 @@ __all__ = [
     "initial_carry",
     "policy_step_fn",
     "gumbel_noise_fn",
+    "action_noise_fn",
+    "is_continuous",
+    "action_dim",
     "collect",
     "rollout_values",
     "compute_advantages",
@@ -126,6 +140,8 @@ class Config:
     """decay the learning rate linearly to 0 over the run (constant within an update)"""
     normalize_obs: bool = _static(False)
     """normalise observations with running mean/variance (vector observations only)"""
+    normalize_rewards: bool = _static(False)
+    """divide rewards by the running std of the discounted return (PureJaxRL's NormalizeVecReward)"""
     normalize_advantages: bool = _static(True)
     """standardise advantages within each minibatch"""
     clip_value_loss: bool = _static(True)
@@ -183,7 +199,7 @@ class Config:
             fail("hidden_sizes", self.hidden_sizes, "a non-empty tuple of positive integers")
         if self.activation not in ACTIVATIONS:
             fail("activation", self.activation, f"one of {tuple(ACTIVATIONS)}")
-        for name in ("anneal_lr", "normalize_obs", "normalize_advantages", "clip_value_loss"):
+        for name in ("anneal_lr", "normalize_obs", "normalize_rewards", "normalize_advantages", "clip_value_loss"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 fail(name, getattr(self, name), "True or False")
 
@@ -220,11 +236,15 @@ def _validate_env(config: Config, env: Environment, env_params: Any, fail) -> No
              "train with grpo, token_ppo, tppo, ttrl, rlt or soar")
     params = env.default_params if env_params is None else env_params
     act = env.action_space(params)
-    if not isinstance(act, Discrete):
+    if not (isinstance(act, Discrete) or (isinstance(act, Box) and len(act.shape) == 1 and act.shape[0] >= 1
+                                          and jnp.issubdtype(act.dtype, jnp.floating))):
         fail("env", f"{env.name} (action space {act!r})",
-             "an environment with a Discrete action space (this PPO has categorical policies only)")
+             "an environment with a Discrete action space or a 1-D float Box of continuous actions")
     obs = env.observation_space(params)
     network = resolve_network(config, env, env_params)
+    if isinstance(act, Box) and network != "mlp":
+        fail("network", network, f"'mlp' or 'auto' for continuous actions ({env.name} acts in {act!r}; the "
+             "Gaussian policy has no recurrent variant)")
     if network == "maze_lstm":
         if not (isinstance(obs, Dict) and "image" in obs.spaces and len(obs.spaces["image"].shape) == 3
                 and min(obs.spaces["image"].shape[:2]) >= 3):
@@ -257,6 +277,7 @@ class RunState:
     rng: jax.Array  # typed PRNG key
     rollout: RolloutState  # environment states, current observations, episode-start flags, LSTM state
     obs_stats: RunningMeanStd | None  # observation normaliser (None when normalize_obs=False)
+    reward_scale: RewardScale | None  # reward scaling state (None when normalize_rewards=False)
     update_step: jax.Array  # int32, updates done
     env_steps: jax.Array  # int32, environment steps done (all environments)
     nonfinite_update: jax.Array  # int32, -1, or the first update whose loss was NaN/inf (it and all later skipped)
@@ -307,12 +328,26 @@ def resolve_network(config: Config, env: Environment, env_params: Any = None) ->
     return "maze_lstm" if isinstance(obs, Dict) and "image" in obs.spaces else "mlp"
 
 
+def is_continuous(env: Environment, env_params: Any = None) -> bool:
+    """Whether ``env`` acts in a :class:`Box` (continuous actions, the Gaussian policy)."""
+    return isinstance(env.action_space(env.default_params if env_params is None else env_params), Box)
+
+
+def action_dim(env: Environment, env_params: Any = None) -> int:
+    """The policy's output width: the number of discrete actions, or the dimension of a continuous action."""
+    space = env.action_space(env.default_params if env_params is None else env_params)
+    return int(space.shape[0]) if isinstance(space, Box) else int(space.n)
+
+
 def prepare_env(config: Config, env: Environment, env_params: Any = None) -> Environment:
-    """``env`` wrapped for training: observations flattened for vector networks (when they are not already a
-    float32 vector) and episodes logged with :class:`~jaxrl_self.envs.LogWrapper` (outermost)."""
+    """``env`` wrapped for training: continuous actions clipped to their box (:class:`ClipAction`), observations
+    flattened for vector networks (when they are not already a float32 vector) and episodes logged with
+    :class:`~jaxrl_self.envs.LogWrapper` (outermost)."""
     if isinstance(env, LogWrapper):
         return env
     params = env.default_params if env_params is None else env_params
+    if is_continuous(env, params):
+        env = ClipAction(env)
     obs = env.observation_space(params)
     flat_vector = isinstance(obs, Box) and len(obs.shape) == 1 and jnp.dtype(obs.dtype) == jnp.float32
     if resolve_network(config, env, env_params) not in ("maze_lstm",) and not flat_vector:
@@ -320,10 +355,12 @@ def prepare_env(config: Config, env: Environment, env_params: Any = None) -> Env
     return LogWrapper(env)
 
 
-def make_network(config: Config, num_actions: int, network: str) -> nn.Module:
-    """The Flax module for a resolved network name (see :mod:`jaxrl_self.nets.actor_critic`)."""
+def make_network(config: Config, num_actions: int, network: str, continuous: bool = False) -> nn.Module:
+    """The Flax module for a resolved network name (see :mod:`jaxrl_self.nets.actor_critic`); ``continuous``: the
+    Gaussian MLP with ``num_actions`` action dimensions."""
     if network == "mlp":
-        return MLPActorCritic(num_actions, tuple(config.hidden_sizes), config.activation)
+        cls = GaussianMLPActorCritic if continuous else MLPActorCritic
+        return cls(num_actions, tuple(config.hidden_sizes), config.activation)
     if network == "lstm":
         return RecurrentActorCritic(num_actions, encoder="mlp", lstm_features=config.lstm_features,
                                     encoder_hidden=tuple(config.hidden_sizes))
@@ -380,6 +417,9 @@ def policy_step_fn(network: nn.Module, params: Any, normalize=lambda obs: obs,
     ``final_obs``)."""
 
     def act(noise, logits):
+        if isinstance(logits, GaussianPolicy):  # continuous: noise is standard normal
+            action = logits.mean if greedy else gaussian_sample(logits.mean, logits.log_std, noise)
+            return action, gaussian_log_prob(logits.mean, logits.log_std, action)
         action = jnp.argmax(logits if greedy else logits + noise, axis=-1).astype(jnp.int32)
         return action, distrax.Categorical(logits=logits).log_prob(action)
 
@@ -406,6 +446,13 @@ def gumbel_noise_fn(num_steps: int, num_envs: int, num_actions: int):
     return lambda key: jax.random.gumbel(key, (num_steps, num_envs, num_actions), jnp.float32)
 
 
+def action_noise_fn(network: nn.Module, num_steps: int, num_envs: int):
+    """The rollout noise of ``network``'s policy: Gumbel (categorical) or standard normal (Gaussian)."""
+    if isinstance(network, GaussianMLPActorCritic):
+        return lambda key: gaussian_noise(key, (num_steps, num_envs, network.num_actions))
+    return gumbel_noise_fn(num_steps, num_envs, network.num_actions)
+
+
 def collect(
     key: jax.Array,
     network: nn.Module,
@@ -419,7 +466,7 @@ def collect(
 ) -> tuple[RolloutState, Trajectory]:
     """Roll the policy out for ``num_steps`` steps of every environment in ``state``. ``traj.obs`` and
     ``traj.final_obs`` are raw (un-normalised) observations."""
-    noise_fn = gumbel_noise_fn(num_steps, state.first.shape[0], network.num_actions)
+    noise_fn = action_noise_fn(network, num_steps, state.first.shape[0])
     step = policy_step_fn(network, params, normalize, greedy)
     return rl.rollout.rollout(key, step, env, env_params, state, num_steps, noise_fn=noise_fn)
 
@@ -479,12 +526,16 @@ def ppo_loss(config: Config, network: nn.Module, params: Any, mb: Batch, carry0:
         _, logits, values = network.apply(params, carry0, mb.obs, mb.first)
     else:
         logits, values = network.apply(params, mb.obs)
-    dist = distrax.Categorical(logits=logits)
-    logp = dist.log_prob(mb.action)
+    if isinstance(logits, GaussianPolicy):
+        logp = gaussian_log_prob(logits.mean, logits.log_std, mb.action)
+        entropies = gaussian_entropy(logits.mean, logits.log_std)
+    else:
+        dist = distrax.Categorical(logits=logits)
+        logp, entropies = dist.log_prob(mb.action), dist.entropy()
     adv = rl.normalize_advantages(mb.advantage) if config.normalize_advantages else mb.advantage
     policy_loss, stats = rl.ppo_policy_loss(logp, mb.logp, adv, config.clip_eps)
     value_loss = rl.value_loss(values, mb.value, mb.target, config.clip_eps if config.clip_value_loss else None)
-    entropy = rl.entropy_bonus(dist.entropy())
+    entropy = rl.entropy_bonus(entropies)
     loss = policy_loss + config.vf_coef * value_loss - config.ent_coef * entropy
     aux = {
         "policy_loss": policy_loss,
@@ -569,9 +620,9 @@ def make_train(config: Config, env: Environment, env_params: Any = None) -> Trai
     if env_params is None:
         env_params = env.default_params
     network_name = resolve_network(config, env, env_params)
-    num_actions = env.action_space(env_params).n
+    num_actions = action_dim(env, env_params)
+    network = make_network(config, num_actions, network_name, is_continuous(env, env_params))
     env = prepare_env(config, env, env_params)
-    network = make_network(config, num_actions, network_name)
     recurrent = network_name in RECURRENT
     num_updates = config.num_updates
     tx = make_optimizer(config, num_updates)
@@ -582,6 +633,7 @@ def make_train(config: Config, env: Environment, env_params: Any = None) -> Trai
         obs_stats = None
         if config.normalize_obs:
             obs_stats = rl.normalize.update(RunningMeanStd.create(ro.obs.shape[1:]), ro.obs)
+        reward_scale = RewardScale.create(config.num_envs) if config.normalize_rewards else None
         x = _normalizer(config, obs_stats)(ro.obs)
         if recurrent:
             params = network.init(k_params, ro.carry, jax.tree.map(lambda o: o[None], x), ro.first[None])
@@ -594,6 +646,7 @@ def make_train(config: Config, env: Environment, env_params: Any = None) -> Trai
             rng=k_run,
             rollout=ro,
             obs_stats=obs_stats,
+            reward_scale=reward_scale,
             update_step=zero,
             env_steps=zero,
             nonfinite_update=jnp.full((), -1, jnp.int32),
@@ -609,8 +662,13 @@ def make_train(config: Config, env: Environment, env_params: Any = None) -> Trai
                                       config.num_steps, normalize)
         # 2. values of obs and final_obs
         values, next_values = rollout_values(network, state.params, traj, normalize)
-        # 3. advantages
-        advantages, targets = compute_advantages(config, traj, values, next_values)
+        # 3. advantages (on scaled rewards with normalize_rewards; the logged returns stay raw)
+        reward_scale = state.reward_scale
+        if config.normalize_rewards:
+            reward_scale, scaled = rl.normalize.scale_rewards(reward_scale, traj.reward, traj.done, config.gamma)
+            advantages, targets = compute_advantages(config, traj.replace(reward=scaled), values, next_values)
+        else:
+            advantages, targets = compute_advantages(config, traj, values, next_values)
         # 4. learn
         batch = make_batch(traj, values, advantages, targets, normalize)
         params, opt_state, stats = learn(k_learn, config, network, tx, state.params, state.opt_state, batch, carry0)
@@ -623,6 +681,8 @@ def make_train(config: Config, env: Environment, env_params: Any = None) -> Trai
         obs_stats = state.obs_stats
         if config.normalize_obs:
             obs_stats = tree_select(keep, rl.normalize.update(obs_stats, traj.obs), obs_stats)
+        if config.normalize_rewards:
+            reward_scale = tree_select(keep, reward_scale, state.reward_scale)
 
         env_steps = state.env_steps + config.batch_size
         metrics = Metrics(
@@ -639,6 +699,7 @@ def make_train(config: Config, env: Environment, env_params: Any = None) -> Trai
             rng=rng,
             rollout=rollout_state,
             obs_stats=obs_stats,
+            reward_scale=reward_scale,
             update_step=state.update_step + 1,
             env_steps=env_steps,
             nonfinite_update=nonfinite_update,
@@ -682,7 +743,7 @@ def make_eval(config: Config, env: Environment, env_params: Any = None, max_step
     config.validate(env, env_params)
     base_params = env.default_params if env_params is None else env_params
     network_name = resolve_network(config, env, base_params)
-    network = make_network(config, env.action_space(base_params).n, network_name)
+    network = make_network(config, action_dim(env, base_params), network_name, is_continuous(env, base_params))
     wrapped = prepare_env(config, env, base_params)
     if max_steps is None:
         max_steps = int(base_params.max_steps_in_episode)

@@ -1,6 +1,7 @@
-"""Actor-critic networks for discrete actions (Flax Linen).
+"""Actor-critic networks (Flax Linen).
 
-Two families, both returning *logits* (the algorithm builds the distribution) and a scalar value:
+Two families for discrete actions, both returning *logits* (the algorithm builds the distribution) and a scalar
+value, and one for continuous actions:
 
 * :class:`MLPActorCritic`: separate actor and critic MLPs on a flat observation (PPO's classic control
   network: 64-64 tanh, orthogonal init with gain sqrt(2), actor output gain 0.01, critic output gain 1).
@@ -16,6 +17,10 @@ Two families, both returning *logits* (the algorithm builds the distribution) an
   processing a step whose ``first`` is true), ``carry`` is the LSTM state ``(c, h)``, each ``[N, H]``.
   One environment step is the ``T = 1`` case.
 
+* :class:`GaussianMLPActorCritic`: :class:`MLPActorCritic` whose actor outputs the mean of a diagonal Gaussian
+  (output gain 0.01) and a state-independent log standard deviation (a parameter ``[A]``, initialised to
+  ``log_std_init`` = 0), as PureJaxRL's ``ppo_continuous_action.py``; ``actor`` returns a :class:`GaussianPolicy`.
+
 Observations may be float or integer; they are cast to float32 inside.
 """
 from __future__ import annotations
@@ -26,13 +31,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
 from flax.linen.initializers import constant
 
 from jaxrl_self.nets.initializers import lecun_normal, orthogonal
 
 from jaxrl_self.nets.recurrence import lstm_sequence
 
-__all__ = ["MLPActorCritic", "RecurrentActorCritic", "LSTM", "MazeEncoder", "MLPEncoder", "ACTIVATIONS"]
+__all__ = ["MLPActorCritic", "GaussianMLPActorCritic", "GaussianPolicy", "RecurrentActorCritic", "LSTM", "MazeEncoder", "MLPEncoder", "ACTIVATIONS"]
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu}
 _SQRT2 = float(np.sqrt(2.0))
@@ -142,6 +148,29 @@ class MLPEncoder(nn.Module):
     @nn.compact
     def __call__(self, obs: jax.Array) -> jax.Array:
         return _Torso(tuple(self.hidden_sizes), self.activation, name="torso")(jnp.asarray(obs, jnp.float32))
+
+
+@struct.dataclass
+class GaussianPolicy:
+    """A diagonal Gaussian policy's parameters: ``mean [..., A]`` and ``log_std`` (``[A]``, broadcast over the
+    batch). The maths is in :mod:`jaxrl_self.rl.distributions`."""
+
+    mean: jax.Array
+    log_std: jax.Array
+
+
+class GaussianMLPActorCritic(MLPActorCritic):
+    """:class:`MLPActorCritic` for continuous actions: ``num_actions`` is the action dimension, ``actor`` returns a
+    :class:`GaussianPolicy` (mean from the actor MLP, state-independent ``log_std`` parameter)."""
+
+    log_std_init: float = 0.0
+
+    def setup(self):
+        super().setup()
+        self.log_std = self.param("log_std", constant(self.log_std_init), (self.num_actions,))
+
+    def actor(self, obs: jax.Array) -> GaussianPolicy:
+        return GaussianPolicy(mean=super().actor(obs), log_std=self.log_std)
 
 
 class RecurrentActorCritic(nn.Module):

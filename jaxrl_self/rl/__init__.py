@@ -1,10 +1,10 @@
-"""RL building blocks shared by every algorithm: rollouts, advantages, losses, minibatching, normalisation and
-the non-finite guard.
+"""RL building blocks shared by every algorithm: rollouts, advantages, losses, minibatching, normalisation,
+policy distributions and the non-finite guard.
 
 Each is a small pure function over time-major arrays, unit-tested against plain-numpy references
 (``tests/test_rl_math.py``).
 """
-from jaxrl_self.rl import advantages, guard, losses, minibatch, normalize, rollout
+from jaxrl_self.rl import advantages, distributions, guard, losses, minibatch, normalize, rollout
 from jaxrl_self.rl.advantages import (bootstrap_next_values, discounted_returns, gae, td_errors, token_gae,
                                       token_rewards)
 from jaxrl_self.rl.guard import all_finite, keep_if_finite
@@ -25,6 +25,7 @@ from jaxrl_self.rl.rollout import RolloutState, Trajectory
 
 __all__ = [
     "advantages",
+    "distributions",
     "losses",
     "minibatch",
     "normalize",

@@ -32,6 +32,7 @@ OPT0 = {"xla_backend_optimization_level": 0}
 
 if jax.device_count() < DEVICES:
 
+    @pytest.mark.timeout(900)  # the child runs this file's ~20 tests (150 s on an idle 2-core CPU, >300 s loaded)
     def test_mesh_checks_in_a_four_device_process():
         env = dict(os.environ)
         # XLA's default CPU fusion emitters: the suite's faster-compiling legacy ones (conftest) give batches of

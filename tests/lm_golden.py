@@ -91,6 +91,26 @@ def environment() -> dict:
             "cpu_features": cpu_features(), "xla_flags": os.environ.get("XLA_FLAGS", "")}
 
 
+def mismatch(recorded: dict) -> str | None:
+    """Why a recording made in environment ``recorded`` cannot be compared bitwise here (None: it can)."""
+    now = environment()
+    for key in ("jaxlib", "machine", "cpu_features", "xla_flags"):
+        if recorded.get(key) != now.get(key):
+            return f"recorded with {key}={recorded.get(key)!r}, running with {now.get(key)!r}"
+    return None
+
+
+def assert_matches(want: dict, got: dict) -> None:
+    """Every recorded metric (new fields are additions, not changes) and the state digest, bitwise."""
+    import numpy as np
+
+    missing = set(want["metrics"]) - set(got["metrics"])
+    assert not missing, f"metric fields disappeared: {sorted(missing)}"
+    for field, values in want["metrics"].items():
+        np.testing.assert_array_equal(np.asarray(got["metrics"][field]), np.asarray(values), err_msg=field)
+    assert got["state_sha256"] == want["state_sha256"], "final parameters / optimiser state differ"
+
+
 def cpu_features() -> list[str]:
     """The vector-instruction features XLA:CPU's code generation depends on (Linux; [] elsewhere)."""
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 import lm_golden
@@ -18,23 +17,9 @@ import lm_golden
 GOLDEN = json.loads(lm_golden.PATH.read_text())
 
 
-def _comparable() -> str | None:
-    rec, now = GOLDEN["environment"], lm_golden.environment()
-    for key in ("jaxlib", "machine", "cpu_features", "xla_flags"):
-        if rec.get(key) != now.get(key):
-            return f"recorded with {key}={rec.get(key)!r}, running with {now.get(key)!r}"
-    return None
-
-
 @pytest.mark.parametrize("name", lm_golden.NAMES)
 def test_bitwise_equal_to_the_recording(name):
-    reason = _comparable()
+    reason = lm_golden.mismatch(GOLDEN["environment"])
     if reason is not None:
         pytest.skip(reason)
-    want = GOLDEN["runs"][name]
-    got = lm_golden.run(name)
-    missing = set(want["metrics"]) - set(got["metrics"])
-    assert not missing, f"metric fields disappeared: {sorted(missing)}"  # new fields are additions, not changes
-    for field, values in want["metrics"].items():
-        np.testing.assert_array_equal(np.asarray(got["metrics"][field]), np.asarray(values), err_msg=field)
-    assert got["state_sha256"] == want["state_sha256"], "final parameters / optimiser state differ"
+    lm_golden.assert_matches(GOLDEN["runs"][name], lm_golden.run(name))

@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import subprocess
 import sys
@@ -264,31 +263,22 @@ def worker_ours(args) -> None:
 
 # ============================================================================================ statistics
 def t_interval(xs: list[float]) -> dict:
-    """Mean and 95% Student-t half-width over seeds."""
-    import numpy as np
-    from scipy import stats
+    """Mean and 95% Student-t half-width over seeds (:func:`jaxrl_self.run.stats.mean_ci`)."""
+    from jaxrl_self.run.stats import mean_ci
 
-    a = np.asarray([x for x in xs if x is not None and not math.isnan(x)], float)
-    if len(a) == 0:
+    ci = mean_ci([x for x in xs if x is not None])
+    if ci.n == 0:
         return {"mean": None, "half": None, "n": 0}
-    half = float(stats.t.ppf(0.975, len(a) - 1) * a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else None
-    return {"mean": float(a.mean()), "half": half, "n": int(len(a))}
+    return {"mean": ci.mean, "half": ci.half_width if ci.n > 1 else None, "n": ci.n}
 
 
 def welch_difference(a: list[float], b: list[float]) -> dict:
-    """mean(a) - mean(b) with its Welch 95% interval; ``equal`` when the interval holds 0."""
-    import numpy as np
-    from scipy import stats
+    """mean(a) - mean(b) with its Welch 95% interval (:func:`jaxrl_self.run.stats.welch_diff_ci`); ``equal``
+    when the interval holds 0."""
+    from jaxrl_self.run.stats import welch_diff_ci
 
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    d = float(a.mean() - b.mean())
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    se = math.sqrt(va + vb)
-    if se == 0:
-        return {"diff": d, "low": d, "high": d, "equal": d == 0}
-    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    half = float(stats.t.ppf(0.975, dof) * se)
-    return {"diff": d, "low": d - half, "high": d + half, "equal": bool(d - half <= 0 <= d + half)}
+    w = welch_diff_ci(a, b)
+    return {"diff": w.diff, "low": w.low, "high": w.high, "equal": w.holds_zero}
 
 
 def summarise(method_data: dict) -> dict:

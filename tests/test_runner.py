@@ -483,6 +483,31 @@ def test_mean_ci_matches_scipy_and_t_table(n):
     assert ci.half_width == pytest.approx(t_table * x.std(ddof=1) / math.sqrt(n), rel=1e-3)
 
 
+def test_welch_diff_ci_matches_a_hand_computation_and_scipy():
+    """Welch's interval of a difference of means: the Welch–Satterthwaite degrees of freedom by hand, and the
+    same t statistic as scipy's unequal-variance t-test."""
+    from scipy import stats
+
+    from jaxrl_self.run.stats import welch_diff_ci
+
+    a, b = [0.2, 0.5, 0.3, np.nan], [0.1, 0.0, 0.2, 0.15, 0.05]
+    w = welch_diff_ci(a, b)
+    x, y = np.array(a[:3]), np.array(b)
+    va, vb = x.var(ddof=1) / 3, y.var(ddof=1) / 5
+    dof = (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 4)
+    half = stats.t.ppf(0.975, dof) * math.sqrt(va + vb)
+    assert w.diff == pytest.approx(x.mean() - y.mean())
+    assert (w.low, w.high) == (pytest.approx(w.diff - half), pytest.approx(w.diff + half))
+    t = stats.ttest_ind(x, y, equal_var=False).statistic
+    assert w.diff / math.sqrt(va + vb) == pytest.approx(t)
+    assert w.holds_zero == (w.low <= 0 <= w.high)
+    assert not welch_diff_ci([10, 11, 12], [0, 1, 2]).holds_zero and welch_diff_ci([1, 2, 3], [1, 2, 3]).holds_zero
+    assert welch_diff_ci([1.0, 1.0], [0.5, 0.5]).as_dict() == {"diff": 0.5, "low": 0.5, "high": 0.5,
+                                                               "holds_zero": False}
+    with pytest.raises(ValueError, match="at least 2 finite values"):
+        welch_diff_ci([1.0], [1.0, 2.0])
+
+
 def test_mean_ci_edge_cases_and_final_value():
     assert mean_ci([]).n == 0 and math.isnan(mean_ci([]).mean)
     one = mean_ci([2.0, np.nan])

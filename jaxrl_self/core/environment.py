@@ -172,6 +172,19 @@ class LevelEnv(Environment[TState, TParams], Generic[TState, TParams, TLevel]):
         """Length of the shortest solution (int32), or -1 when the level is unsolvable. Computed in JAX."""
         raise NotImplementedError
 
+    def heldout_levels(self) -> dict[str, TLevel] | None:
+        """Named held-out levels this environment ships (name -> one unbatched level), which the curricula's
+        held-out evaluation reports one group each; None (the default) when it ships none. The maze's own
+        held-out set (named mazes plus procedural families) is built by
+        :func:`jaxrl_self.curricula.evaluation.heldout_set` and does not use this."""
+        return None
+
+    def heldout_params(self, params: TParams) -> TParams:
+        """The parameters held-out evaluation plays under, from the training ones (default: the same). An env
+        whose training reward is shaped returns its sparse-reward parameters here, so that "solved" (return > 0)
+        keeps its meaning (e.g. ``kinetix:``)."""
+        return params
+
     # ------------------------------------------------------------------ provided
     def is_solvable(self, level: TLevel) -> jax.Array:
         return self.shortest_path(level) >= 0

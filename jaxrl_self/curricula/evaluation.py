@@ -49,6 +49,7 @@ __all__ = [
     "PROCEDURAL_FAMILIES",
     "HeldOutSet",
     "heldout_set",
+    "env_heldout_set",
     "EvalResult",
     "EvalMetrics",
     "play_levels",
@@ -99,7 +100,9 @@ def heldout_set(env: Any = None, num_procedural: int = 4, seed: int = 0,
     """The maze held-out set: the named mazes (all eight by default, or ``named``) and ``num_procedural``
     PerfectMaze and FourRooms levels each, drawn from ``jax.random.key(seed)`` (the same levels in every run).
 
-    ``env`` (optional) is checked to be a 13 x 13 maze, the size of the named mazes.
+    ``env`` (optional) is checked to be a 13 x 13 maze, the size of the named mazes. An environment that ships
+    its own held-out levels (:meth:`~jaxrl_self.core.LevelEnv.heldout_levels`, e.g. ``kinetix:``) gets those
+    instead (:func:`env_heldout_set`; ``num_procedural`` and ``seed`` apply to the maze only).
     """
     from jaxrl_self.envs.maze import NAMED_LEVEL_NAMES, named_levels
 
@@ -107,6 +110,9 @@ def heldout_set(env: Any = None, num_procedural: int = 4, seed: int = 0,
         raise ConfigError("eval_procedural", num_procedural, "an int >= 0", "heldout_set")
     if env is not None:
         base = getattr(env, "unwrapped", env)
+        own = base.heldout_levels() if isinstance(base, LevelEnv) else None
+        if own is not None:
+            return env_heldout_set(own, named)
         if (getattr(base, "height", None), getattr(base, "width", None)) != (13, 13):
             raise ConfigError("env", repr(env), "a 13x13 maze (the held-out named mazes are 13x13)", "heldout_set")
     names = tuple(NAMED_LEVEL_NAMES if named is None else named)
@@ -114,6 +120,20 @@ def heldout_set(env: Any = None, num_procedural: int = 4, seed: int = 0,
     if unknown:
         raise ConfigError("named", unknown, f"names from {NAMED_LEVEL_NAMES}", "heldout_set")
     return _build_heldout_set(int(num_procedural), int(seed), names)
+
+
+def env_heldout_set(table: dict[str, Any], named: tuple[str, ...] | None = None) -> HeldOutSet:
+    """The held-out set of an environment that ships its own named levels (:meth:`LevelEnv.heldout_levels`, e.g.
+    Kinetix's evaluation levels): one group per level, all of them named (``named``: a subset, in that order);
+    no procedural families."""
+    names = tuple(table) if named is None else tuple(named)
+    unknown = [n for n in names if n not in table]
+    if unknown or not names:
+        raise ConfigError("named", unknown or names, f"names from {tuple(table)}", "heldout_set")
+    with jax.ensure_compile_time_eval():  # arrays, never tracers, even when make_train runs inside a trace
+        levels = jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *[table[n] for n in names])
+    return HeldOutSet(levels=levels, level_names=names, groups=names, level_group=tuple(range(len(names))),
+                      named_groups=len(names))
 
 
 def _build_heldout_set(num_procedural: int, seed: int, names: tuple[str, ...]) -> HeldOutSet:
@@ -199,7 +219,7 @@ def play_levels(network: nn.Module, env: LevelEnv, params: Any, key: jax.Array, 
     from jaxrl_self.algos import ppo
 
     params0 = env.default_params if env_params is None else env_params
-    eval_params = params0.replace(max_steps_in_episode=int(max_steps))
+    eval_params = env.heldout_params(params0.replace(max_steps_in_episode=int(max_steps)))
     num_levels, k = jax.tree.leaves(levels)[0].shape[0], int(num_attempts)
     n = num_levels * k
     levels = jax.tree.map(lambda x: jnp.repeat(jnp.asarray(x), k, axis=0), levels)

@@ -98,9 +98,13 @@ class LevelInParams(Environment):
 
 
 def named_levels_for(env: Any) -> dict[str, Any] | None:
-    """Named (held-out) levels shipped with ``env``'s package, e.g. the maze's, or None."""
+    """Named (held-out) levels of ``env`` (its :meth:`~jaxrl_self.core.LevelEnv.heldout_levels`, e.g. Kinetix's)
+    or shipped with its package (a module-level ``named_levels()``, e.g. the maze's), or None."""
     if not isinstance(env, LevelEnv):
         return None
+    own = env.unwrapped.heldout_levels()
+    if own is not None:
+        return dict(own)
     module = type(env.unwrapped).__module__
     for name in (module, module.rpartition(".")[0]):
         if not name:

@@ -114,7 +114,7 @@ def top_levels_figure(states: Any, top: int = 8, seed_index: int = 0) -> Any:
     """The figure of :func:`render_top_levels` (a matplotlib ``Figure``; the caller closes it), or None when the state
     has no (non-empty) buffer. Constrained layout keeps the title clear of the panels' two-line titles."""
     buffer = getattr(states, "buffer", None)
-    if buffer is None:
+    if buffer is None or not hasattr(buffer.levels, "wall_map"):  # no buffer, or not maze levels (e.g. Kinetix)
         return None
     import matplotlib
 
@@ -231,7 +231,7 @@ def write_report(run_dir: str | Path, states: Any = None) -> list[str]:
         write_json(run_dir / "heldout.json", final)
         s = final["solved_rate_named"]
         ci = f" ± {(s['ci_high'] - s['ci_low']) / 2:.2f}" if s.get("n", 0) > 1 else ""
-        lines.append(f"solved rate:  {s['mean']:.3f}{ci} (mean of the named held-out mazes, last evaluation; "
+        lines.append(f"solved rate:  {s['mean']:.3f}{ci} (mean of the named held-out levels, last evaluation; "
                      f"{run_dir / 'heldout.json'})")
     if states is not None:
         png = render_top_levels(states, run_dir / "buffer_top_levels.png")

@@ -70,6 +70,7 @@ import importlib
 import json
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -863,6 +864,7 @@ def build_summary(metrics: dict[str, np.ndarray], *, timings: Mapping[str, float
 # ---------------------------------------------------------------------------------------------- front door
 def default_run_dir(runs_root: str | os.PathLike, algo: str, env: str) -> Path:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    env = re.sub(r"[^\w.-]+", "_", env)  # an adapter name such as "kinetix:s" -> "kinetix_s" (portable folder)
     base = Path(runs_root) / f"{algo}-{env}-{stamp}"
     path, i = base, 1
     while path.exists():

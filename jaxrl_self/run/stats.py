@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-__all__ = ["MeanCI", "mean_ci", "nanmean_masked", "final_value"]
+__all__ = ["MeanCI", "mean_ci", "DiffCI", "welch_diff_ci", "nanmean_masked", "final_value"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +58,44 @@ def mean_ci(values, level: float = 0.95) -> MeanCI:
         return MeanCI(m, math.nan, math.nan, n, level)
     half = float(stats.t.ppf(0.5 + level / 2.0, n - 1) * x.std(ddof=1) / math.sqrt(n))
     return MeanCI(m, m - half, m + half, n, level)
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffCI:
+    """``mean(a) - mean(b)`` and its confidence interval; ``holds_zero`` when the interval contains 0."""
+
+    diff: float
+    low: float
+    high: float
+    level: float = 0.95
+
+    @property
+    def holds_zero(self) -> bool:
+        return bool(self.low <= 0.0 <= self.high)
+
+    def as_dict(self) -> dict[str, float | bool]:
+        return {"diff": self.diff, "low": self.low, "high": self.high, "holds_zero": self.holds_zero}
+
+
+def welch_diff_ci(a, b, level: float = 0.95) -> DiffCI:
+    """Welch's two-sided interval of ``mean(a) - mean(b)`` (unequal variances, Welch–Satterthwaite degrees of
+    freedom) over the finite entries of two sets of per-seed values, each of at least 2. Both sets constant: the
+    interval is the difference itself."""
+    from scipy import stats
+
+    x = np.asarray(a, dtype=np.float64).reshape(-1)
+    y = np.asarray(b, dtype=np.float64).reshape(-1)
+    x, y = x[np.isfinite(x)], y[np.isfinite(y)]
+    if x.size < 2 or y.size < 2:
+        raise ValueError(f"welch_diff_ci needs at least 2 finite values per side, got {x.size} and {y.size}")
+    d = float(x.mean() - y.mean())
+    va, vb = x.var(ddof=1) / x.size, y.var(ddof=1) / y.size
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return DiffCI(d, d, d, level)
+    dof = (va + vb) ** 2 / (va ** 2 / (x.size - 1) + vb ** 2 / (y.size - 1))
+    half = float(stats.t.ppf(0.5 + level / 2.0, dof) * se)
+    return DiffCI(d, d - half, d + half, level)
 
 
 def nanmean_masked(values: np.ndarray, valid: np.ndarray | None, axis: int) -> np.ndarray:

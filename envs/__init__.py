@@ -77,4 +77,6 @@ register_prefix("jumanji", "jaxrl_self.envs.ecosystem.jumanji:make_jumanji", ext
                 description="Jumanji combinatorial and grid environments by their jumanji.make name")
 register_prefix("navix", "jaxrl_self.envs.ecosystem.navix:make_navix", extra="navix", module="navix",
                 description="NAVIX MiniGrid gridworlds by their navix.make name (Navix-Empty-5x5-v0, ...)")
+register_prefix("kinetix", "jaxrl_self.envs.ecosystem.kinetix:make_kinetix", extra="kinetix", module="kinetix",
+                description="Kinetix 2D physics levels (s, m, l) as a level env for the curricula; needs jax<=0.9")
 register("probe-memory", "jaxrl_self.envs.probes:ProbeMemory", description="probe: two steps, the step-2 action must recall the step-1 cue (needs memory)")

@@ -502,8 +502,12 @@ def markdown(data: dict) -> str:
         ours_ret = [r for sd in entry["ours"]["seeds"] for r in sd["train_return"][-1:] if r is not None]
         lines += ["", f"Training return (ours only; jaxued's script does not log it), last window: "
                       f"{_fmt({'mean': sum(ours_ret) / len(ours_ret), 'half': None}) if ours_ret else '–'}. "
-                      f"Wall time: ours {entry['ours']['wall_s'] / 60:.1f} min (all seeds in one program), jaxued "
-                      f"{entry['jaxued']['wall_s'] / 60:.1f} min (one process per seed).", ""]
+                      f"Wall time: ours "
+                      + (f"{entry['ours']['wall_s'] / 60:.1f} min (all seeds in one program)"
+                         if entry['ours']['wall_s'] >= 1 else "not recorded (read back from its run folder)")
+                      + f", jaxued {entry['jaxued']['wall_s'] / 60:.1f} min (one process per seed); learning runs "
+                        "that shared the CPU with other jobs, not a speed comparison (that is "
+                        "`benchmarks/ued_maze.py speed`).", ""]
     lines += ["## Config mapping (our field ← jaxued's flag, value)", "", "| ours | jaxued | value |", "|---|---|---|"]
     lines += [f"| `{a}` | `{b}` | {c} |" for a, b, c in data["mapping"]]
     lines += ["", "Cannot match:", ""] + [f"- {x}" for x in data["cannot_match"]] + [""]

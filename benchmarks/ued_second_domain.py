@@ -16,8 +16,9 @@ installed editable; ``tests/test_adapter_kinetix.py`` runs there); this script, 
 Kinetix paper's small levels, symbolic-flat observations, 11 discrete actions, 256-step episodes, Kinetix's
 dense shaping 0.1 for training) with every seed vmapped in one program. The student is the curricula's PPO
 with a CPU-sized rollout and an MLP (the maze's LSTM-256 agent needs image observations): ``STUDENT`` below.
-The curricula keep their defaults (PLR⊥: MaxMC scores, rank prioritisation with temperature 0.3, staleness
-0.3, replay probability 0.5, buffer 4000; ACCEL: the same plus 5 Kinetix mutation edits per level).
+The curricula keep their defaults (MaxMC scores, rank prioritisation, staleness, replay probability, minimum
+fill 50%; ACCEL: 5 Kinetix mutation edits per level) except the buffer, scaled to the budget: ``CAPACITY``
+(256) slots instead of 4000, which would not reach its minimum fill at this budget.
 Levels for DR and for PLR's "new" cycles come from Kinetix's own random generator.
 
 **Held-out evaluation**: the ten hand-designed ``s`` levels Kinetix ships (``kinetix/levels/s``), each
@@ -55,11 +56,15 @@ from _common import (  # noqa: E402
 
 ENV = "kinetix:s"
 METHODS = ("dr", "robust_plr", "accel")
-RUNS_ROOT = REPO_ROOT / "runs" / "ued_second_domain"
+RUNS_ROOT = REPO_ROOT / "runs" / "ued_second_domain_c256"  # c256: the buffer capacity (see CAPACITY)
 #: the student's PPO (the curricula's student_ppo with these fields replaced)
 STUDENT = {"num_envs": 32, "num_steps": 128, "network": "mlp", "hidden_sizes": (256, 256), "learning_rate": 3e-4,
            "update_epochs": 4, "num_minibatches": 4, "gamma": 0.995, "gae_lambda": 0.9, "ent_coef": 0.01}
 #: the venv also runs tests/test_adapter_kinetix.py: benchmarks/.venvs/kinetix/bin/python -m pytest tests/test_adapter_kinetix.py
+#: PLR's buffer, scaled to the CPU budget. With the default 4000 slots (minimum fill 50%) the buffer held 1098
+#: levels after 400k env steps per seed: all 97 cycles were new levels, so PLR⊥ and ACCEL never replayed (and
+#: PLR⊥'s student, which learns only on replays, never took a gradient step). 256 slots fill in about 12 updates.
+CAPACITY = 256
 KINETIX_REQUIREMENTS = ["kinetix-env==3.0.2", "jax[cpu]<=0.9.0", "pytest", "pytest-timeout", "pytest-xdist", "-e",
                         str(REPO_ROOT)]
 
@@ -75,8 +80,11 @@ def make_config(method: str, steps_per_seed: int, eval_every: int, eval_attempts
     ppo = student_ppo(**STUDENT)
     updates = max(1, steps_per_seed // (ppo.num_envs * ppo.num_steps))
     ppo = ppo.replace(total_timesteps=updates * ppo.num_envs * ppo.num_steps)
-    return algos.get(method).Config(ppo=ppo, eval_every=eval_every, eval_attempts=eval_attempts,
-                                    eval_max_steps=256)
+    config = algos.get(method).Config(ppo=ppo, eval_every=eval_every, eval_attempts=eval_attempts,
+                                      eval_max_steps=256)
+    if hasattr(config, "sampler"):
+        config = config.replace(sampler=config.sampler.replace(capacity=CAPACITY))
+    return config
 
 
 # ============================================================================================ worker (kinetix venv)

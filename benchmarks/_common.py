@@ -485,13 +485,40 @@ def worker_env(platform: str | None = "cpu") -> dict[str, str]:
     return env
 
 
-def publish(tag: str, name: str, data: dict[str, Any], markdown: str, wall_s: float | None = None) -> tuple[Path, Path]:
-    """:func:`write_results`, then log where they went (``[tag] done in ... -> paths``) and print the markdown."""
+def publish(tag: str, name: str, data: dict[str, Any], markdown: str, wall_s: float | None = None,
+            plot: Callable[[dict[str, Any], Path], Any] | None = None) -> tuple[Path, Path]:
+    """:func:`write_results`, then ``plot(data, results/<name>.png)`` if given (a failing plot is logged and never
+    costs the numbers), log where they went (``[tag] done in ... -> paths``) and print the markdown."""
     json_path, md_path = write_results(name, data, markdown)
+    if plot is not None:
+        try:
+            plot(data, RESULTS_DIR / f"{name}.png")
+        except Exception as e:  # a plot must never cost the numbers
+            log(f"[{tag}] plot failed: {e!r}")
     took = f" in {wall_s} s" if wall_s is not None else ""
     log(f"[{tag}] done{took} -> {json_path.relative_to(REPO_ROOT)}, {md_path.relative_to(REPO_ROOT)}")
     print(md_path.read_text())
     return json_path, md_path
+
+
+def t_interval(xs: Sequence[float | None]) -> dict[str, Any]:
+    """Mean and 95% Student-t half-width over seeds (:func:`jaxrl_self.run.stats.mean_ci`; None and non-finite
+    values left out): ``{"mean", "half", "n"}``, ``mean`` None without values, ``half`` None with one."""
+    from jaxrl_self.run.stats import mean_ci
+
+    ci = mean_ci([x for x in xs if x is not None])
+    if ci.n == 0:
+        return {"mean": None, "half": None, "n": 0}
+    return {"mean": ci.mean, "half": ci.half_width if ci.n > 1 else None, "n": ci.n}
+
+
+def welch_difference(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
+    """mean(a) - mean(b) with its Welch 95% interval (:func:`jaxrl_self.run.stats.welch_diff_ci`):
+    ``{"diff", "low", "high", "equal"}``, ``equal`` when the interval holds 0."""
+    from jaxrl_self.run.stats import welch_diff_ci
+
+    w = welch_diff_ci(a, b)
+    return {"diff": w.diff, "low": w.low, "high": w.high, "equal": w.holds_zero}
 
 
 def fmt_rate(x: float | None) -> str:

@@ -192,7 +192,7 @@ def _ci(xs) -> dict:
 
 def markdown(data: dict) -> str:
     lines = ["# Continuous-action PPO", "",
-             f"Created {data['created']} on {data['machine'].get('cpu', '?')}; jax {data['versions'].get('jax')}, "
+             f"Created {data['created']} on {data['machine'].get('cpu_model', '?')}; jax {data['versions'].get('jax')}, "
              f"brax {data['versions'].get('brax')}. Intervals: 95% t over seeds.", "",
              f"## (a) Brax hopper, PureJaxRL's ppo_continuous_action.py config, "
              f"{data['brax']['total_timesteps']:,} env steps per seed, {data['brax']['seeds']} seeds vmapped", "",

@@ -65,10 +65,11 @@ from _common import (  # noqa: E402
     fmt_ratio,
     log,
     machine_info,
-    worker_env,
+    publish,
     run_worker,
     timing_lock,
     utc_now,
+    worker_env,
     worker_info,
     write_results,
 )
@@ -545,13 +546,7 @@ def cmd_results(opts) -> None:
 
 
 def _write_results(name: str, data: dict) -> None:
-    json_path, md_path = write_results(name, data, results_markdown(data))
-    try:
-        plot_results(data, RESULTS_DIR / f"{name}.png")
-    except Exception as e:  # a plot must never cost the numbers
-        log(f"[results] plot failed: {e!r}")
-    print(md_path.read_text())
-    log(f"[results] wrote {json_path} and {md_path}")
+    publish("results", name, data, results_markdown(data), plot=plot_results)
 
 
 def results_markdown(data: dict) -> str:

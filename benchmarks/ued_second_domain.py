@@ -46,12 +46,14 @@ from _common import (  # noqa: E402
     ensure_venv,
     log,
     machine_info,
+    publish,
     run_worker,
+    t_interval,
     utc_now,
     venv_metadata,
+    welch_difference,
     worker_env,
     worker_info,
-    write_results,
 )
 
 ENV = "kinetix:s"
@@ -129,39 +131,25 @@ def worker(args) -> None:
 
 
 # ============================================================================================ statistics
-def interval(xs) -> dict:
-    from jaxrl_self.run.stats import mean_ci
-
-    ci = mean_ci([float(x) for x in xs])
-    return {"mean": ci.mean, "half": (ci.high - ci.mean) if ci.n > 1 else None, "n": ci.n}
-
-
-def welch(a, b) -> dict:
-    from jaxrl_self.run.stats import welch_diff_ci
-
-    w = welch_diff_ci(a, b)
-    return {"diff": w.diff, "low": w.low, "high": w.high, "disjoint": not w.holds_zero}
-
-
 def summarise(data: dict) -> dict:
     out = {"curves": {}, "final": {}, "pairs": {}}
     finals = {}
     for method, run in data["methods"].items():
         seeds = run["seeds"]
         steps = sorted({e["env_steps"] for s in seeds for e in s["evals"]})
-        out["curves"][method] = [{"env_steps": st, "solved_rate": interval(
+        out["curves"][method] = [{"env_steps": st, "solved_rate": t_interval(
             [e["solved_rate"] for s in seeds for e in s["evals"] if e["env_steps"] == st])} for st in steps]
         last = [s["evals"][-1] for s in seeds]
         finals[method] = [e["solved_rate"] for e in last]
-        out["final"][method] = {"env_steps": last[0]["env_steps"], "solved_rate": interval(finals[method]),
-                                "per_level": {n: interval([e["per_level"][n] for e in last]) for n in run["levels"]},
-                                "train_return_last": interval([s["train_return"][-1] for s in seeds
+        out["final"][method] = {"env_steps": last[0]["env_steps"], "solved_rate": t_interval(finals[method]),
+                                "per_level": {n: t_interval([e["per_level"][n] for e in last]) for n in run["levels"]},
+                                "train_return_last": t_interval([s["train_return"][-1] for s in seeds
                                                                if s["train_return"] and s["train_return"][-1] is not None])}
     names = list(finals)
     for i, a in enumerate(names):
         for b in names[i + 1:]:
             if len(finals[a]) > 1 and len(finals[b]) > 1:
-                out["pairs"][f"{a} - {b}"] = welch(finals[a], finals[b])
+                out["pairs"][f"{a} - {b}"] = welch_difference(finals[a], finals[b])
     return out
 
 
@@ -174,8 +162,8 @@ def _fmt(ci: dict, digits: int = 3) -> str:
 def markdown(data: dict) -> str:
     s = data["summary"]
     lines = ["# Curricula on a second UED domain: Kinetix (kinetix:s)", "",
-             f"Created {data['created']} on {data['machine'].get('cpu', '?')} (load1 at start "
-             f"{data['machine'].get('load1', '?')}); {data['seeds']} seeds per method, {data['env_steps_per_seed']:,} "
+             f"Created {data['created']} on {data['machine'].get('cpu_model', '?')} (load at start "
+             f"{data['machine'].get('loadavg', '?')}); {data['seeds']} seeds per method, {data['env_steps_per_seed']:,} "
              f"env steps per seed; versions {json.dumps(data['versions'])}. Intervals: 95% Student-t over seeds.", "",
              "## Held-out solved rate (mean of the ten Kinetix s evaluation levels), final evaluation", "",
              "| method | solved rate | training return (last update) | wall (min) |", "|---|---|---|---:|"]
@@ -186,7 +174,7 @@ def markdown(data: dict) -> str:
         lines += ["", "Pairwise differences of the final solved rate (Welch 95%):", ""]
         for k, w in s["pairs"].items():
             lines.append(f"- {k}: {w['diff']:+.3f} [{w['low']:+.3f}, {w['high']:+.3f}]"
-                         + (" (interval excludes 0)" if w["disjoint"] else " (interval holds 0)"))
+                         + (" (interval holds 0)" if w["equal"] else " (interval excludes 0)"))
     levels = next(iter(data["methods"].values()))["levels"]
     lines += ["", "## Final solved rate per held-out level", "",
               "| level | " + " | ".join(s["final"]) + " |", "|---|" + "---|" * len(s["final"])]
@@ -229,13 +217,7 @@ def plot(data: dict, path: Path) -> None:
 
 def _write(name: str, data: dict) -> None:
     data["summary"] = summarise(data)
-    json_path, md_path = write_results(name, data, markdown(data))
-    try:
-        plot(data, RESULTS_DIR / f"{name}.png")
-    except Exception as e:  # a plot must never cost the numbers
-        log(f"[plot] failed: {e!r}")
-    print(md_path.read_text())
-    log(f"wrote {json_path} and {md_path}")
+    publish("ued_second_domain", name, data, markdown(data), plot=plot)
 
 
 # ============================================================================================ commands

@@ -71,9 +71,12 @@ from _common import (  # noqa: E402
     ensure_venv,
     log,
     machine_info,
+    publish,
     run_worker,
+    t_interval,
     utc_now,
     venv_metadata,
+    welch_difference,
     worker_env,
     worker_info,
     write_results,
@@ -262,25 +265,6 @@ def worker_ours(args) -> None:
 
 
 # ============================================================================================ statistics
-def t_interval(xs: list[float]) -> dict:
-    """Mean and 95% Student-t half-width over seeds (:func:`jaxrl_self.run.stats.mean_ci`)."""
-    from jaxrl_self.run.stats import mean_ci
-
-    ci = mean_ci([x for x in xs if x is not None])
-    if ci.n == 0:
-        return {"mean": None, "half": None, "n": 0}
-    return {"mean": ci.mean, "half": ci.half_width if ci.n > 1 else None, "n": ci.n}
-
-
-def welch_difference(a: list[float], b: list[float]) -> dict:
-    """mean(a) - mean(b) with its Welch 95% interval (:func:`jaxrl_self.run.stats.welch_diff_ci`); ``equal``
-    when the interval holds 0."""
-    from jaxrl_self.run.stats import welch_diff_ci
-
-    w = welch_diff_ci(a, b)
-    return {"diff": w.diff, "low": w.low, "high": w.high, "equal": w.holds_zero}
-
-
 def summarise(method_data: dict) -> dict:
     """Curves (mean and interval per evaluation) and final comparisons for one method."""
     out = {"curves": {}, "final": {}, "verdict": {}}
@@ -545,13 +529,7 @@ def plot(data: dict, path: Path) -> None:
 
 
 def _write(name: str, data: dict) -> None:
-    json_path, md_path = write_results(name, data, markdown(data))
-    try:
-        plot(data, RESULTS_DIR / f"{name}.png")
-    except Exception as e:  # a plot must never cost the numbers
-        log(f"[plot] failed: {e!r}")
-    print(md_path.read_text())
-    log(f"wrote {json_path} and {md_path}")
+    publish("ued_vs_jaxued", name, data, markdown(data), plot=plot)
 
 
 def main() -> None:

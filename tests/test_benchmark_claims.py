@@ -44,6 +44,11 @@ def page(doc: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------ reading result files
+def continuous_ratio() -> float:
+    rate = {r["impl"]: r["env_steps_per_s"] for r in result("ppo_continuous")["brax"]["runs"]}
+    return rate["ours"] / rate["purejaxrl"]
+
+
 def env_ratio(env: str, mode: str, n: int) -> float:
     (row,) = [r for r in result("env_throughput")["summary"] if (r["env"], r["mode"], r["n_envs"]) == (env, mode, n)]
     return row["ratio"]
@@ -285,6 +290,7 @@ CLAIMS = [
                    ("26.5×", lambda: ppo("default", "1 seed", "ours_over_torch")))],
     Claim(PPO, "(1024 envs × 128 steps, 16 updates, one seed) ours runs at 0.97× rejax", "0.97×",
           lambda: ppo("throughput", "1 seed", "ours_over_rejax")),
+    Claim(PPO, "Ours runs at 0.76× PureJaxRL's env steps/s on the Brax hopper", "0.76×", continuous_ratio),
     Claim(TPPO, "(1.2–1.8× PPO's tokens/s at l = 6 and 11)", "1.2–1.8×", tppo_cut_windows),
     Claim(TPPO, "at l = 22, where no response is cut and the accuracy is kept, they run at 0.94× PPO's tokens/s",
           "0.94×", lambda: tppo_ratio("tppo_vs_ppo.h100", "tppo-l22")),

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import typing
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Sequence
 
@@ -666,6 +667,17 @@ COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "eval": cmd_eval, "plot": cm
             "pretrain": cmd_pretrain, "eval-lm": cmd_eval_lm, "distill": cmd_distill}
 
 
+def _one_line_warning(command: str):
+    """``warnings.showwarning`` for the CLI: ``jaxrl-self <command>: warning: <message>`` on one line (no source
+    path, no code line)."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        print(f"jaxrl-self {command}: warning: {text}", file=sys.stderr if file is None else file, flush=True)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``jaxrl-self``; returns the exit status (0 ok, 2 bad input, 3 non-finite loss, 4 a checkpoint
     could not be written, 5 another process of a multi-process run did not answer in time, 130 interrupted)."""
@@ -689,8 +701,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"jaxrl-self: unknown command {command!r}.{hint}\n\n{USAGE}", file=sys.stderr)
         return 2
     try:
-        rest = _compile_cache(command, rest)
-        return COMMANDS[command](rest)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning(command)
+            rest = _compile_cache(command, rest)
+            return COMMANDS[command](rest)
     except _Exit as e:
         return e.code
     except NonFiniteLossError as e:

@@ -209,6 +209,40 @@ def test_configs_reject_bad_values_before_compiling():
         plr.make_train(plr.Config(), envs.make("cartpole"))
 
 
+def test_a_buffer_the_budget_cannot_fill_is_warned_about_before_compiling():
+    # 8 envs x 10 updates offer at most 80 new levels; the default buffer wants 0.5 x 4000 = 2000 before a replay
+    robust = algos.get("robust_plr")
+    short = robust.Config(ppo=common.student_ppo(num_envs=8, num_steps=16, total_timesteps=8 * 16 * 10))
+    message = plr.fill_warning(short, num_updates=10, new_per_update=8)
+    assert message is not None and message.count("\n") == 0
+    assert "2000 levels" in message and "sampler.capacity=4000" in message
+    assert "nothing is ever replayed and the student never takes a gradient step" in message
+    # plain PLR learns on new levels: only the replay is lost
+    assert "never takes a gradient step" not in plr.fill_warning(plr.Config(ppo=short.ppo), 10, 8)
+    # 2000 / 32 = 63 updates to fill: more than half of 97 updates (the misconfigured Kinetix run), not of 244
+    assert "more than half the run (63 of 97 updates)" in plr.fill_warning(robust.Config(), 97, 32)
+    assert plr.fill_warning(robust.Config(), 244, 32) is None  # the CLI's default run
+    assert plr.fill_warning(robust.Config(sampler=plr.LevelSamplerConfig(minimum_fill_ratio=0.0)), 2, 1) is None
+    swept = plr.LevelSamplerConfig(minimum_fill_ratio=jnp.array([0.1, 0.9]))
+    assert plr.fill_warning(robust.Config(sampler=swept), 10, 8) is None  # a sweep: per-member, not checked here
+    with pytest.warns(UserWarning, match="nothing is ever replayed"):
+        robust.make_train(short, envs.make("maze"))  # tracing only: nothing is compiled
+    pp = algos.get("parallel_accel")  # before the fill every slice holds new levels: 3 x 8 per update
+    with pytest.warns(UserWarning, match=r"at most 24 new levels per update over 10 updates"):
+        pp.make_train(pp.Config(ppo=common.student_ppo(num_envs=8, num_steps=16, total_timesteps=3 * 8 * 16 * 10)),
+                      envs.make("maze"))
+
+
+def test_cli_prints_warnings_on_one_line(capsys):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = cli._one_line_warning("train")
+        warnings.warn("the level buffer\n  needs 2000 levels")
+    assert capsys.readouterr().err == "jaxrl-self train: warning: the level buffer needs 2000 levels\n"
+
+
 # ------------------------------------------------------------------------------------------ PLR mechanics
 @pytest.mark.parametrize("name", ["plr", "accel"])
 def test_switch_follows_the_sampler_decision(name):

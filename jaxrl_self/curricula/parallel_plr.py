@@ -22,6 +22,7 @@ cycles whose slice 1 was replayed, else 0).
 """
 from __future__ import annotations
 
+import warnings
 from typing import Annotated, Any
 
 import jax
@@ -73,6 +74,8 @@ def make_train(config: Config, env: LevelEnv, env_params: Any = None) -> Train[R
     config.validate(env, env_params)
     n, t, s = config.ppo.num_envs, config.ppo.num_steps, num_slices(config)
     num_updates = config.ppo.total_timesteps // (s * n * t)
+    if (message := plr.fill_warning(config, num_updates, s * n)) is not None:
+        warnings.warn(message, stacklevel=2)
     student = common.make_student(config, env, env_params, num_updates)
     generator = common.level_generator(env, config.n_walls)
     sampler = plr.make_sampler(config)

@@ -42,6 +42,8 @@ select; the rollout and PPO code run once per update regardless, which keeps tha
 """
 from __future__ import annotations
 
+import math
+import warnings
 from typing import Annotated, Any
 
 import jax
@@ -68,6 +70,7 @@ __all__ = [
     "UpdateKeys",
     "update_keys",
     "make_sampler",
+    "fill_warning",
     "make_train",
     "make_eval",
 ]
@@ -126,6 +129,34 @@ class Config(StudentConfig):
 
 def make_sampler(config: Config) -> LevelSampler:
     return LevelSampler(config.sampler)
+
+
+def fill_warning(config: Config, num_updates: int, new_per_update: int) -> str | None:
+    """A one-line warning when the buffer cannot reach its minimum fill early enough, or None.
+
+    Replay starts once ``size >= minimum_fill_ratio x capacity`` (and the buffer is non-empty). Until then every
+    cycle is a new one, inserting at most ``new_per_update`` levels, so the fill takes at least
+    ``ceil(max(1, ratio x capacity) / new_per_update)`` updates (more when duplicates or invalid scores are
+    rejected). Warned: never reaching it within ``num_updates`` (nothing is ever replayed, and PLR⊥/ACCEL's
+    student never takes a gradient step) or spending more than half the run filling. Skipped when the ratio
+    is traced or swept (an array)."""
+    ratio = config.sampler.minimum_fill_ratio
+    if isinstance(ratio, jax.core.Tracer) or np.ndim(ratio) != 0:
+        return None
+    capacity = int(config.sampler.capacity)
+    needed = max(1, math.ceil(float(ratio) * capacity - 1e-9))
+    fill_updates = math.ceil(needed / max(1, new_per_update))
+    if 2 * fill_updates <= num_updates:
+        return None
+    lost = ("nothing is ever replayed" + ("" if config.exploratory_grad_updates
+                                          else " and the student never takes a gradient step")
+            if fill_updates >= num_updates else f"more than half the run ({fill_updates} of {num_updates} updates) "
+                                                "only fills the buffer")
+    fix = max(1, (num_updates * max(1, new_per_update)) // 4)
+    return (f"{config.owner}: the level buffer needs {needed} levels (sampler.minimum_fill_ratio={float(ratio):g} x "
+            f"sampler.capacity={capacity}) before its first replay, at most {new_per_update} new levels per update "
+            f"over {num_updates} updates: {lost}; lower sampler.capacity (e.g. <= {fix}) or minimum_fill_ratio, "
+            "or train longer")
 
 
 # ============================================================================================ state and metrics
@@ -210,6 +241,8 @@ def make_train(config: Config, env: LevelEnv, env_params: Any = None) -> Train[R
     config.validate(env, env_params)
     n, t = config.ppo.num_envs, config.ppo.num_steps
     num_updates = config.ppo.num_updates
+    if (message := fill_warning(config, num_updates, n)) is not None:
+        warnings.warn(message, stacklevel=2)
     student = common.make_student(config, env, env_params, num_updates)
     generator = common.level_generator(env, config.n_walls)
     sampler = make_sampler(config)

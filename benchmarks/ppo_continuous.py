@@ -42,13 +42,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
-    REPO_ROOT,
     VENVS_DIR,
     compile_timed,
     emit_result,
     log,
     machine_info,
     run_worker,
+    t_interval,
     time_calls,
     timing_lock,
     utc_now,
@@ -182,12 +182,10 @@ def worker_pendulum(args) -> None:
                  "final_return": _final_returns(r, v), "worker": worker_info()})
 
 
-def _ci(xs) -> dict:
-    sys.path.insert(0, str(REPO_ROOT))
-    from jaxrl_self.run.stats import mean_ci
-
-    ci = mean_ci(list(xs))
-    return {"mean": ci.mean, "half": (ci.high - ci.mean) if ci.n > 1 else None}
+def _mean_pm(xs, digits: int) -> str:
+    """``mean ± half-width`` over seeds (:func:`_common.t_interval`: non-finite seeds left out), ``n/a`` with none."""
+    ci = t_interval(xs)
+    return "n/a" if ci["mean"] is None else f"{ci['mean']:.{digits}f} ± {ci['half'] or 0:.{digits}f}"
 
 
 def markdown(data: dict) -> str:
@@ -199,9 +197,8 @@ def markdown(data: dict) -> str:
              "| run | env steps/s | run s | compile s | final return | load1 before/after |", "|---|---:|---:|---:|---|---|"]
     rows = {r["impl"]: r for r in data["brax"]["runs"]}
     for impl, r in rows.items():
-        ci = _ci(r["final_return"])
         lines.append(f"| {impl} | {r['env_steps_per_s']:,.0f} | {r['run_s']:.1f} | {r['compile_s']:.1f} | "
-                     f"{ci['mean']:.1f} ± {ci['half'] or 0:.1f} | {r['lock'].get('load1_before')}/"
+                     f"{_mean_pm(r['final_return'], 1)} | {r['lock'].get('load1_before')}/"
                      f"{r['lock'].get('load1_after')} |")
     if "ours" in rows and "purejaxrl" in rows:
         lines += ["", f"Ratio ours / PureJaxRL: **{rows['ours']['env_steps_per_s'] / rows['purejaxrl']['env_steps_per_s']:.2f}×** "
@@ -211,8 +208,7 @@ def markdown(data: dict) -> str:
         lines += ["", f"## (b) gymnax Pendulum-v1, {p['config']['total_timesteps']:,} env steps per seed, "
                       f"{p['seeds']} seeds", "", "| env steps | mean return (per seed) |", "|---:|---|"]
         for row in p["curve"]:
-            ci = _ci(row["return"])
-            lines.append(f"| {row['env_steps']:,} | {ci['mean']:.0f} ± {ci['half'] or 0:.0f} "
+            lines.append(f"| {row['env_steps']:,} | {_mean_pm(row['return'], 0)} "
                          f"({', '.join(f'{x:.0f}' for x in row['return'])}) |")
         lines += ["", f"Config: {json.dumps(p['config'])}. A uniformly random policy scores about -1200."]
     lines += ["", data["method"], ""]

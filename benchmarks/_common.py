@@ -461,6 +461,34 @@ def write_results(name: str, data: dict[str, Any], markdown: str) -> tuple[Path,
     return json_path, md_path
 
 
+@contextlib.contextmanager
+def checkout(rev: str) -> Iterator[tuple[Path, str]]:
+    """A detached ``git worktree`` of ``rev`` (a commit, tag or branch of this repository) in a temporary folder,
+    removed on exit: yields ``(folder, full commit hash)``. Run a worker from it with :func:`checkout_env` to time
+    the code *before* a change in the same job as the code after it (before/after ratios)."""
+    import tempfile
+
+    commit = subprocess.run(["git", "rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=REPO_ROOT, text=True,
+                            capture_output=True)
+    if commit.returncode != 0:
+        raise ValueError(f"--before {rev!r}: not a commit of this repository ({commit.stderr.strip()})")
+    sha = commit.stdout.strip()
+    root = Path(tempfile.mkdtemp(prefix="jaxrl_self_before_"))
+    folder = root / "src"
+    subprocess.run(["git", "worktree", "add", "--detach", "-q", str(folder), sha], cwd=REPO_ROOT, check=True)
+    try:
+        yield folder, sha
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(folder)], cwd=REPO_ROOT, check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def checkout_env(env: dict[str, str], folder: Path) -> dict[str, str]:
+    """``env`` with ``folder`` (a :func:`checkout`) first on ``PYTHONPATH``: its ``jaxrl_self`` is imported instead
+    of the installed one (an editable install's finder comes after ``PYTHONPATH``)."""
+    return dict(env, PYTHONPATH=os.pathsep.join([str(folder), *filter(None, [env.get("PYTHONPATH")])]))
+
+
 def worker_env(platform: str | None = "cpu") -> dict[str, str]:
     """Environment for a benchmark worker process (ours and the peers' get the same): ``XLA_FLAGS`` with
     jaxrl_self's XLA:CPU guard flag (unless ``JAXRL_SELF_NO_XLA_GUARD`` is set), ``JAX_PLATFORMS=platform``

@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import collections
 import concurrent.futures
+import contextlib
 import functools
 import json
 import math
@@ -59,6 +60,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
     REPO_ROOT,
     RESULTS_DIR,
+    checkout,
+    checkout_env,
     emit_result,
     ensure_venv,
     fmt_rate,
@@ -345,13 +348,8 @@ def worker_speed_jaxued(args) -> None:
 
 
 # ============================================================================================ (a) speed: orchestrator
-def cmd_speed(opts) -> None:
-    name = "ued_maze_speed" + (".quick" if opts.quick else "")
-    envs_list = opts.envs or ([8] if opts.quick else [8, 32])
-    methods = opts.methods or (["robust_plr"] if opts.quick else list(SPEED_METHODS))
-    peers = [] if opts.no_peer else [m for m in methods if m in ("robust_plr", "accel")]
-    peer_python = ensure_venv("peers", list(PEER_REQUIREMENTS)) if peers else None
-    env = worker_env(None)  # the same XLA_FLAGS (guard flag included) for ours and the peer
+def _speed_rows(opts, envs_list, methods, peers, peer_python, env, before) -> list[dict]:
+    """One timed worker per (width, method, implementation), one at a time under the timing lock."""
     rows = []
     for num_envs in envs_list:
         for method in methods:
@@ -364,22 +362,41 @@ def cmd_speed(opts) -> None:
             common_args = ["--num-envs", num_envs, "--num-steps", opts.num_steps, "--lstm", opts.lstm, "--k", k,
                            "--warmup-calls", warm, "--reps", 2 if opts.quick else 3,
                            "--min-rep-s", 1.0 if opts.quick else 5.0]
-            jobs = [("jaxrl_self", sys.executable, "_speed_ours")]
+            jobs = [("jaxrl_self", sys.executable, __file__, "_speed_ours", env)]
+            if before is not None:  # the same worker, from a checkout of the code before the change
+                jobs.append(("jaxrl_self_before", sys.executable, before[0] / "benchmarks" / Path(__file__).name,
+                             "_speed_ours", checkout_env(env, before[0])))
             if method in peers:
-                jobs.append(("jaxued", peer_python, "_speed_jaxued"))
-            for impl, python, worker in jobs:
+                jobs.append(("jaxued", peer_python, __file__, "_speed_jaxued", env))
+            for impl, python, script, worker, worker_env_ in jobs:
                 log(f"[speed] {impl} {method} {num_envs} envs x {opts.num_steps} steps ...")
                 with timing_lock(f"ued_maze speed {impl} {method} {num_envs} envs") as lock:
                     try:
-                        r = run_worker(python, __file__, [worker, "--method", method, *common_args], env=env,
-                                       timeout=3600)
+                        r = run_worker(python, script, [worker, "--method", method, *common_args],
+                                       env=worker_env_, timeout=3600)
                     except Exception as e:  # keep the other measurements
                         log(f"[speed] {impl} {method} failed: {e}")
                         r = {"impl": impl, "method": method, "num_envs": num_envs, "error": str(e)[-2000:]}
                 r["timing"] = lock
+                r["impl"] = impl
+                if impl == "jaxrl_self_before":
+                    r["commit"] = before[1]
                 rows.append(r)
                 if "env_steps_per_s" in r:
                     log(f"[speed]   {fmt_rate(r['env_steps_per_s'])} env steps/s (compile {r['compile_s']:.0f} s)")
+    return rows
+
+
+def cmd_speed(opts) -> None:
+    name = "ued_maze_speed" + (".quick" if opts.quick else "")
+    envs_list = opts.envs or ([8] if opts.quick else [8, 32])
+    methods = opts.methods or (["robust_plr"] if opts.quick else list(SPEED_METHODS))
+    peers = [] if opts.no_peer else [m for m in methods if m in ("robust_plr", "accel")]
+    peer_python = ensure_venv("peers", list(PEER_REQUIREMENTS)) if peers else None
+    env = worker_env(None)  # the same XLA_FLAGS (guard flag included) for ours and the peer
+    with contextlib.ExitStack() as stack:
+        before = stack.enter_context(checkout(opts.before)) if opts.before else None
+        rows = _speed_rows(opts, envs_list, methods, peers, peer_python, env, before)
     data = {"benchmark": "ued_maze_speed", "created": utc_now(), "machine": machine_info(),
             "anchor": {"jaxued_examples_maze_plr_8x256_env_steps_per_s": ANCHOR_JAXUED_PLR_8,
                        "target": ">= 1.5x the anchor for PLR at 8 envs x 256 steps"},
@@ -685,6 +702,8 @@ def main(argv=None) -> None:
     sp.add_argument("--lstm", type=int, default=256, help="LSTM units (256: the standard agent)")
     sp.add_argument("--k", type=int, default=None, help="updates per timed call")
     sp.add_argument("--no-peer", action="store_true", help="skip jaxued")
+    sp.add_argument("--before", metavar="REV", default=None,
+                    help="also time our worker from a git checkout of REV (before/after ratios in the same job)")
     sp.add_argument("--merge", action="store_true",
                     help="keep the earlier result file's rows for the methods / env counts not measured now")
     rp = sub.add_parser("results", help="(b) held-out solved rates, 3 seeds per method")

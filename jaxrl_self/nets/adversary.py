@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 from flax.linen.initializers import orthogonal
 
+from jaxrl_self.nets.conv import PatchConv
 from jaxrl_self.nets.actor_critic import ACTIVATIONS, LSTM, RecurrentActorCritic, _dense
 
 __all__ = ["AdversaryEncoder", "AdversaryActorCritic"]
@@ -45,7 +46,8 @@ class AdversaryEncoder(nn.Module):
     def __call__(self, obs: Any) -> jax.Array:
         image = jnp.asarray(obs["image"], jnp.float32)
         lead = image.shape[:-3]
-        x = nn.Conv(self.conv_features, kernel_size=(3, 3), strides=(1, 1), padding="VALID", name="conv")(
+        # nn.Conv(conv_features, (3, 3), padding="VALID") (its default init), as a matmul of patches
+        x = PatchConv(self.conv_features, 3, kernel_init=nn.initializers.lecun_normal(), name="conv")(
             image.reshape((-1,) + image.shape[-3:]))
         x = nn.relu(x).reshape(lead + (-1,))
         t = jnp.clip(jnp.asarray(obs["time"], jnp.int32), 0, self.num_time_steps - 1)

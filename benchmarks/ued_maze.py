@@ -419,6 +419,8 @@ def speed_markdown(data: dict) -> str:
     rows = data["rows"]
     ours = {(r["method"], r["num_envs"]): r for r in rows if r.get("impl") == "jaxrl_self"}
     peer = {(r["method"], r["num_envs"]): r for r in rows if r.get("impl") == "jaxued"}
+    before = {(r["method"], r["num_envs"]): r for r in rows if r.get("impl") == "jaxrl_self_before"}
+    before_rev = next((str(r.get("commit", "?"))[:8] for r in before.values()), "")
     m = data["machine"]
     lines = ["# UED maze training speed: jaxrl_self vs jaxued", "",
              f"{m['cpu_model']}, {m['cpus_usable']} usable cores, load average {m['loadavg']} at the start "
@@ -429,12 +431,13 @@ def speed_markdown(data: dict) -> str:
              "repetitions). Standard maze agent (LSTM "
              f"{next(iter(ours.values()), {}).get('lstm', 256)}), jaxued's PPO settings (5 epochs x 1 minibatch).",
              "", "| method | envs x steps | jaxrl_self | jaxued (PyPI, same loop shape) | ratio | ratio of steps per "
-             "CPU-second | vs anchor 3.75k | compile (ours) | cycle mix (ours: new/replay/mutate) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "CPU-second | vs anchor 3.75k | compile (ours) | cycle mix (ours: new/replay/mutate) "
+             + (f"| before ({before_rev}) | after / before " if before else "") + "|",
+             "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if before else "")]
     for (method, n), r in sorted(ours.items(), key=lambda kv: (kv[0][1], SPEED_METHODS.index(kv[0][0])
                                                                 if kv[0][0] in SPEED_METHODS else 9)):
         if "env_steps_per_s" not in r:
-            lines.append(f"| {LABELS.get(method, method)} | {n} x ? | failed | | | | | | |")
+            lines.append(f"| {LABELS.get(method, method)} | {n} x ? | failed | | | | | | |" + ("  |  |" if before else ""))
             continue
         p = peer.get((method, n), {})
         ratio = r["env_steps_per_s"] / p["env_steps_per_s"] if "env_steps_per_s" in p else None
@@ -446,14 +449,23 @@ def speed_markdown(data: dict) -> str:
         lines.append(f"| {LABELS.get(method, method)} | {n} x {r['num_steps']} | {fmt_rate(r['env_steps_per_s'])} "
                      f"| {fmt_rate(p.get('env_steps_per_s'))} | {fmt_ratio(ratio)} | {fmt_ratio(cpu_ratio)} "
                      f"| {fmt_ratio(anchor)} "
-                     f"| {r['compile_s']:.0f} s | {mix_s} |")
+                     f"| {r['compile_s']:.0f} s | {mix_s} |" + (_before_cells(r, before.get((method, n))) if before else ""))
     lines += ["", "PAIRED counts the steps of both students per update (jaxued's count). The jaxued column runs "
               "jaxued's PyPI environment, wrapper and level sampler in a loop written here with the shape of its "
               "examples/maze_plr.py (that script is not in the PyPI package); it computes the PPO losses on "
               "no-gradient cycles as that script does. 'vs anchor' divides by 3.75k env steps/s, jaxued's own "
               "maze_plr.py (PLR, 8 x 256) measured earlier on this CPU. The CPU-second ratio compares env steps per "
               "second of process CPU time (all threads), which a shared machine disturbs less than wall time."]
+    if before:
+        lines += ["", f"'before' is the same worker run from a git checkout of {before_rev} (the code before the change "
+                  "being measured) in the same job, one row after the other under the same lock."]
     return "\n".join(lines)
+
+
+def _before_cells(after: dict, before: dict | None) -> str:
+    if not before or "env_steps_per_s" not in before:
+        return " failed | |" if before else " - | - |"
+    return f" {fmt_rate(before['env_steps_per_s'])} | {fmt_ratio(after['env_steps_per_s'] / before['env_steps_per_s'])} |"
 
 
 # ============================================================================================ (b) results

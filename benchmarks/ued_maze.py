@@ -431,7 +431,7 @@ def speed_markdown(data: dict) -> str:
              "repetitions). Standard maze agent (LSTM "
              f"{next(iter(ours.values()), {}).get('lstm', 256)}), jaxued's PPO settings (5 epochs x 1 minibatch).",
              "", "| method | envs x steps | jaxrl_self | jaxued (PyPI, same loop shape) | ratio | ratio of steps per "
-             "CPU-second | vs anchor 3.75k | compile (ours) | cycle mix (ours: new/replay/mutate) "
+             "CPU-second | vs anchor 3.75k | compile (ours) | cycle mix (new/replay/mutate) "
              + (f"| before ({before_rev}) | after / before " if before else "") + "|",
              "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if before else "")]
     for (method, n), r in sorted(ours.items(), key=lambda kv: (kv[0][1], SPEED_METHODS.index(kv[0][0])
@@ -446,14 +446,18 @@ def speed_markdown(data: dict) -> str:
         anchor = r["env_steps_per_s"] / ANCHOR_JAXUED_PLR_8 if method in ("robust_plr", "plr") and n == 8 else None
         mix = r.get("branch_mix")
         mix_s = "/".join(f"{mix[k]:.2f}" for k in ("new", "replay", "mutate")) if mix else "-"
+        if p.get("branch_mix"):
+            mix_s += " (jaxued " + "/".join(f"{p['branch_mix'][k]:.2f}" for k in ("new", "replay", "mutate")) + ")"
         lines.append(f"| {LABELS.get(method, method)} | {n} x {r['num_steps']} | {fmt_rate(r['env_steps_per_s'])} "
                      f"| {fmt_rate(p.get('env_steps_per_s'))} | {fmt_ratio(ratio)} | {fmt_ratio(cpu_ratio)} "
                      f"| {fmt_ratio(anchor)} "
                      f"| {r['compile_s']:.0f} s | {mix_s} |" + (_before_cells(r, before.get((method, n))) if before else ""))
     lines += ["", "PAIRED counts the steps of both students per update (jaxued's count). The jaxued column runs "
               "jaxued's PyPI environment, wrapper and level sampler in a loop written here with the shape of its "
-              "examples/maze_plr.py (that script is not in the PyPI package); it computes the PPO losses on "
-              "no-gradient cycles as that script does. 'vs anchor' divides by 3.75k env steps/s, jaxued's own "
+              "examples/maze_plr.py (that script is not in the PyPI package). On no-gradient cycles it writes the PPO "
+              "epochs' result through a select on a constant False, as that script does, which XLA can remove as dead "
+              "code (its ACCEL, with fewer gradient cycles, runs faster than its PLR⊥), so neither side pays for PPO "
+              "there. 'vs anchor' divides by 3.75k env steps/s, jaxued's own "
               "maze_plr.py (PLR, 8 x 256) measured earlier on this CPU. The CPU-second ratio compares env steps per "
               "second of process CPU time (all threads), which a shared machine disturbs less than wall time."]
     if before:

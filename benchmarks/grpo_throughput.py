@@ -1,7 +1,9 @@
-"""GRPO training throughput: jaxrl_self's GRPO step vs Hugging Face TRL's ``GRPOTrainer`` on PyTorch CPU.
+"""GRPO training throughput: jaxrl_self's GRPO step vs Hugging Face TRL's ``GRPOTrainer`` on PyTorch CPU and
+google-tunix's ``GRPOLearner`` (JAX).
 
     python benchmarks/grpo_throughput.py            # full run -> benchmarks/results/grpo_throughput.{json,md}
     python benchmarks/grpo_throughput.py --quick    # smoke run -> grpo_throughput.quick.{json,md}
+    python benchmarks/grpo_throughput.py --peers tunix --output grpo_vs_tunix   # ours and tunix only
 
 Run the full measurement on a quiet machine (nothing else running): both sides use every core.
 
@@ -32,6 +34,12 @@ trained tokens / wall seconds over the measured steps; ``s/step`` is the median 
 from random weights (so most completions run to ``R`` tokens on both sides) and use a tiny learning rate, so the
 work per step stays the same while it is measured.
 
+* **tunix**: ``google-tunix`` 0.1.7 (same jax/flax versions as ours) through the peer script
+  ``../shared/peers/tunix_grpo_cpu.py`` (its vanilla KV-cache sampler, a Llama from a config with the same
+  shape and the SwiGLU width rule above, a word-level tokenizer over our vocabulary, the same reward, beta, k3
+  estimator, token-mean loss, clip and Adam), in ``benchmarks/.venvs/tunix``. Its median seconds per step are
+  compared with ours per call (``tunix_over_ours_s_per_step``).
+
 Each side runs in its own subprocess, one after the other (never at once): ours with this interpreter, TRL in
 ``benchmarks/.venvs/trl`` (``torch==2.13.0`` CPU wheel first, then ``trl``/``transformers``/``accelerate``/
 ``datasets``, pinned below), built once.
@@ -55,6 +63,10 @@ NAME = "grpo_throughput"
 #: The TRL venv. torch first: the CPU wheel on this machine; letting trl pull torch would fetch a CUDA build.
 TRL_REQUIREMENTS = ("torch==2.13.0", "trl==1.13.0", "transformers==5.17.0", "accelerate==1.15.0", "datasets==5.0.1")
 TRL_PACKAGES = ("torch", "trl", "transformers", "accelerate", "datasets", "tokenizers", "numpy")
+#: google-tunix, Google's JAX post-training library (same jax/flax as ours), run through the peer script in
+#: ../shared/peers/tunix_grpo_cpu.py (its own venv).
+TUNIX_REQUIREMENTS = ("google-tunix==0.1.7",)
+TUNIX_SCRIPT = C.REPO_ROOT.parent / "shared" / "peers" / "tunix_grpo_cpu.py"
 OURS_PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "jaxrl-self")
 AIM = 10.0  # ours / TRL, trained tokens per second
 
@@ -289,61 +301,104 @@ def worker_trl(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 # ================================================================================================ orchestrator
+def run_tunix(python: Path | str, spec: dict[str, Any], env: dict[str, str], timeout: float) -> dict[str, Any]:
+    """google-tunix's GRPOLearner on the same step (``TUNIX_SCRIPT``, its own venv): the JSON line it prints."""
+    import subprocess
+
+    if not TUNIX_SCRIPT.exists():
+        raise C.WorkerError(f"the tunix peer script is not at {TUNIX_SCRIPT} (../shared/peers beside the checkout)")
+    m = spec["model"]
+    cmd = [str(python), str(TUNIX_SCRIPT), "--steps", spec["steps"], "--warmup", spec["warmup"],
+           "--num-prompts", spec["num_prompts"], "--group-size", spec["group_size"],
+           "--max-new-tokens", spec["max_new_tokens"], "--max-digits", spec["max_digits"], "--beta", spec["beta"],
+           "--lr", spec["learning_rate"], "--layers", m["num_layers"], "--d-model", m["d_model"],
+           "--heads", m["num_heads"], "--mlp", round(2 * m["d_ff"] / 3), "--seed", spec["seed"]]
+    out = subprocess.run([str(c) for c in cmd], stdout=subprocess.PIPE, text=True, env=env, timeout=timeout,
+                         cwd=C.REPO_ROOT)
+    if out.returncode != 0:
+        raise C.WorkerError(f"tunix peer failed (exit {out.returncode}): {out.stdout[-2000:]}")
+    line = next((x for x in reversed(out.stdout.splitlines()) if x.startswith("{")), None)
+    if line is None:
+        raise C.WorkerError(f"tunix peer printed no JSON line: {out.stdout[-2000:]}")
+    return json.loads(line)
+
+
 def render_markdown(data: dict[str, Any]) -> str:
     s, m = data["settings"], data["machine"]
-    o, t = data["ours"], data["trl"]
-    lines = ["# GRPO training throughput: jaxrl_self vs TRL GRPOTrainer (PyTorch CPU)", ""]
+    o, t, x = data["ours"], data.get("trl"), data.get("tunix")
+    lines = ["# GRPO training throughput: jaxrl_self vs TRL GRPOTrainer (PyTorch CPU) and google-tunix (JAX)", ""]
     if data["quick"]:
         lines += ["> **SMOKE RUN (`--quick`)**: tiny batch, few steps, possibly a busy machine. These numbers only "
                   "show that the harness works; they are not measurements.", ""]
+    loads = ", ".join(f"{k} {v}" for k, v in data["loadavg"].items())
     lines += [
         f"- created {data['created']} by `{data['command']}`",
         f"- machine: {m['cpu_model']}, {m['cpus_usable']}/{m['cpu_count']} CPUs usable, {m['mem_total_gib']} GiB, "
-        f"{m['platform']}; load average before each side: ours {data['loadavg']['ours']}, TRL {data['loadavg']['trl']}",
+        f"{m['platform']}; load average before each side: {loads}",
         f"- step: {s['num_prompts']} prompts x {s['group_size']} completions, <= {s['max_new_tokens']} new tokens, "
         f"addition with 1..{s['max_digits']}-digit operands, beta {s['beta']}, lr {s['learning_rate']}; model "
         f"{s['model']['num_layers']} layers, width {s['model']['d_model']}, {s['model']['num_heads']} heads, vocab "
-        f"{s['model']['vocab_size']} (ours {o['params']:,} parameters, TRL Llama {t['params']:,})",
+        f"{s['model']['vocab_size']} (ours {o['params']:,} parameters"
+        + (f", TRL Llama {t['params']:,}" if t else "") + ")",
         f"- {s['warmup']} warm-up steps, then {s['steps']} measured steps per side",
-        f"- ours: {_versions(o['worker']['versions'])}; TRL: {_versions(t['worker']['versions'])}, "
-        f"torch threads {t['worker']['torch_threads']}",
+        f"- ours: {_versions(o['worker']['versions'])}"
+        + (f"; TRL: {_versions(t['worker']['versions'])}, torch threads {t['worker']['torch_threads']}" if t else "")
+        + ("; tunix: google-tunix 0.1.7 (`../shared/peers/tunix_grpo_cpu.py`, its own venv)" if x else ""),
         "",
-        "| implementation | trained tokens/s | s/step (median) | tokens/step | ours / TRL (tokens/s) |",
-        "|---|---:|---:|---:|---:|",
+        "| implementation | trained tokens/s | s/step (median) | tokens/step | ours / TRL (tokens/s) | "
+        "tunix s/step / this s/step |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     rows = [("ours, one update per call", o["per_step"]), (f"ours, {s['steps']} updates per program (scan)",
                                                          {"tokens_per_s": o["scanned"]["tokens_per_s"],
                                                           "median_s_per_step": o["scanned"]["median_s_per_step"],
                                                           "mean_tokens_per_step": statistics.fmean(
-                                                              o["scanned"]["tokens"]) / s["steps"]}),
-            ("TRL GRPOTrainer", t["per_step"])]
+                                                              o["scanned"]["tokens"]) / s["steps"]})]
+    if t:
+        rows.append(("TRL GRPOTrainer", t["per_step"]))
+    if x:
+        rows.append(("google-tunix GRPOLearner", {"tokens_per_s": x["loss_tokens_per_s"],
+                                                  "median_s_per_step": x["median_s_per_step"],
+                                                  "mean_tokens_per_step": x["loss_tokens_per_step"]}))
     for label, r in rows:
-        ratio = r["tokens_per_s"] / t["per_step"]["tokens_per_s"]
+        ratio = C.fmt_ratio(r["tokens_per_s"] / t["per_step"]["tokens_per_s"]) if t else "-"
+        vs_tunix = C.fmt_ratio(x["median_s_per_step"] / r["median_s_per_step"]) if x else "-"
         lines.append(f"| {label} | {r['tokens_per_s']:,.0f} | {r['median_s_per_step']:.4f} | "
-                     f"{r['mean_tokens_per_step']:.0f} | {C.fmt_ratio(ratio)} |")
+                     f"{r['mean_tokens_per_step']:.0f} | {ratio} | {vs_tunix} |")
     c = o["compile_s"]
     lines += ["", f"Ours compile (apart, not in the figures): update {c['update_lower'] + c['update_compile']:.1f} s, "
-              f"scanned program {c['scan_compile']:.1f} s. TRL warm-up steps: {t['warmup_s']:.1f} s.", "",
-              f"Aim: ours >= {AIM:g}x TRL in trained tokens/s: "
-              + {True: "met", False: "**not met**"}[data["aim_met"]]
-              + f" (one update per call: {C.fmt_ratio(data['ratio_per_step'])}, scanned: "
-                f"{C.fmt_ratio(data['ratio_scanned'])}).", "",
-              "Method: `benchmarks/grpo_throughput.py` (module docstring)."]
+              f"scanned program {c['scan_compile']:.1f} s." + (f" TRL warm-up steps: {t['warmup_s']:.1f} s." if t else "")]
+    if x:
+        ph = x.get("phase_median_s", {})
+        lines += ["", "tunix's step, median seconds per phase: " + ", ".join(f"{k} {v:.4f}" for k, v in ph.items()
+                                                                        if isinstance(v, (int, float))) + "."]
+    if t:
+        lines += ["", f"Aim: ours >= {AIM:g}x TRL in trained tokens/s: "
+                  + {True: "met", False: "**not met**"}[data["aim_met"]]
+                  + f" (one update per call: {C.fmt_ratio(data['ratio_per_step'])}, scanned: "
+                    f"{C.fmt_ratio(data['ratio_scanned'])})."]
+    lines += ["", "Method: `benchmarks/grpo_throughput.py` (module docstring)."]
     floor = o.get("floor")
     if floor:
         w, r = floor["work"], floor["matmul_gflops"]
         floor_s = w["flops"] / (r["best"] * 1e9)
-        trl_s = t["per_step"]["median_s_per_step"]
-        lines += ["", "**How far can the ratio go on this machine?** The least work of one step is "
-                  f"{w['flops'] / 1e9:.2f} GFLOP of matrix products ({w['token_forwards']:,} token forwards of "
-                  f"{w['flops_per_token_forward'] / 1e3:.0f} kFLOP: sampling, reference forward, policy forward and "
-                  "backward; `step_flops`). The fastest this CPU multiplies the step's own matrix shapes is "
-                  f"{r['best']:.1f} GFLOP/s (XLA:CPU, each product alone; `matmul_rate`), so no implementation "
-                  f"can take less than {floor_s * 1e3:.1f} ms per step, i.e. at most "
-                  f"{trl_s / floor_s:.1f}x TRL's {trl_s * 1e3:.0f} ms. Ours runs at "
-                  f"{w['flops'] / o['scanned']['median_s_per_step'] / 1e9:.1f} GFLOP/s (scanned), TRL at "
-                  f"{w['flops'] / trl_s / 1e9:.1f} GFLOP/s."
-                  + (f" The {AIM:g}x aim is beyond this floor at this model size." if trl_s / floor_s < AIM else "")]
+        text = ("**How far can the ratio go on this machine?** The least work of one step is "
+                f"{w['flops'] / 1e9:.2f} GFLOP of matrix products ({w['token_forwards']:,} token forwards of "
+                f"{w['flops_per_token_forward'] / 1e3:.0f} kFLOP: sampling, reference forward, policy forward and "
+                "backward; `step_flops`). The fastest this CPU multiplies the step's own matrix shapes is "
+                f"{r['best']:.1f} GFLOP/s (XLA:CPU, each product alone; `matmul_rate`), so no implementation "
+                f"can take less than {floor_s * 1e3:.1f} ms per step. Ours runs at "
+                f"{w['flops'] / o['per_step']['median_s_per_step'] / 1e9:.1f} GFLOP/s per call "
+                f"({floor_s / o['per_step']['median_s_per_step']:.0%} of the floor) and "
+                f"{w['flops'] / o['scanned']['median_s_per_step'] / 1e9:.1f} GFLOP/s scanned")
+        if t:
+            trl_s = t["per_step"]["median_s_per_step"]
+            text += (f"; TRL at {w['flops'] / trl_s / 1e9:.1f} GFLOP/s (the floor is {trl_s / floor_s:.1f}x TRL's "
+                     f"{trl_s * 1e3:.0f} ms" + (f": the {AIM:g}x aim is beyond it at this model size)" if
+                                                trl_s / floor_s < AIM else ")"))
+        if x:
+            text += f"; tunix at {w['flops'] / x['median_s_per_step'] / 1e9:.1f} GFLOP/s"
+        lines += ["", text + "."]
     return "\n".join(lines)
 
 
@@ -359,7 +414,11 @@ def orchestrate(args: argparse.Namespace) -> None:
             preset[k] = getattr(args, k)
     spec = {**preset, "model": MODEL, "beta": args.beta, "learning_rate": args.learning_rate, "seed": args.seed}
     machine = C.machine_info()
-    trl_python = C.ensure_venv("trl", list(TRL_REQUIREMENTS), rebuild=args.rebuild_venv)
+    trl_python = C.ensure_venv("trl", list(TRL_REQUIREMENTS), rebuild=args.rebuild_venv) if "trl" in args.peers else None
+    if "tunix" in args.peers and not TUNIX_SCRIPT.exists():
+        C.log(f"[{NAME}] tunix skipped: its peer script is not at {TUNIX_SCRIPT}")
+        args.peers = [p for p in args.peers if p != "tunix"]
+    tunix_python = C.ensure_venv("tunix", list(TUNIX_REQUIREMENTS)) if "tunix" in args.peers else None
     env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1",
                TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1", JAX_PLATFORMS="cpu")
     for k in ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"):
@@ -372,15 +431,19 @@ def orchestrate(args: argparse.Namespace) -> None:
         loads["ours"] = [round(x, 2) for x in os.getloadavg()]
         ours = C.run_worker(sys.executable, script, ["--worker", json.dumps({**spec, "impl": "ours"})], env=env,
                             timeout=args.worker_timeout)
-    C.log(f"[{NAME}] TRL: {trl_python}")
-    with C.timing_lock(f"{NAME} trl") as timing["trl"]:
-        loads["trl"] = [round(x, 2) for x in os.getloadavg()]
-        trl = C.run_worker(trl_python, script, ["--worker", json.dumps({**spec, "impl": "trl",
-                                                                        "vocab": ours["vocab"]})],
-                           env=env, timeout=args.worker_timeout)
-    ratio_step = ours["per_step"]["tokens_per_s"] / trl["per_step"]["tokens_per_s"]
-    ratio_scan = ours["scanned"]["tokens_per_s"] / trl["per_step"]["tokens_per_s"]
-    meta = C.venv_metadata(trl_python)
+    trl = tunix = None
+    if trl_python is not None:
+        C.log(f"[{NAME}] TRL: {trl_python}")
+        with C.timing_lock(f"{NAME} trl") as timing["trl"]:
+            loads["trl"] = [round(x, 2) for x in os.getloadavg()]
+            trl = C.run_worker(trl_python, script, ["--worker", json.dumps({**spec, "impl": "trl",
+                                                                            "vocab": ours["vocab"]})],
+                               env=env, timeout=args.worker_timeout)
+    if tunix_python is not None:
+        C.log(f"[{NAME}] tunix: {tunix_python}")
+        with C.timing_lock(f"{NAME} tunix") as timing["tunix"]:
+            loads["tunix"] = [round(x, 2) for x in os.getloadavg()]
+            tunix = run_tunix(tunix_python, spec, C.worker_env(), args.worker_timeout)
     data = {
         "benchmark": NAME,
         "quick": args.quick,
@@ -391,15 +454,21 @@ def orchestrate(args: argparse.Namespace) -> None:
         "loadavg": loads,
         "timing": timing,
         "settings": spec,
-        "trl_venv": {"requirements": meta.get("requirements"), "created": meta.get("created"),
-                     "freeze": meta.get("freeze")},
         "ours": {k: v for k, v in ours.items() if k != "vocab"},
-        "trl": trl,
-        "ratio_per_step": ratio_step,
-        "ratio_scanned": ratio_scan,
         "aim": AIM,
-        "aim_met": ratio_step >= AIM,
     }
+    if trl is not None:
+        meta = C.venv_metadata(trl_python)
+        data["trl_venv"] = {"requirements": meta.get("requirements"), "created": meta.get("created"),
+                            "freeze": meta.get("freeze")}
+        data["trl"] = trl
+        data["ratio_per_step"] = ours["per_step"]["tokens_per_s"] / trl["per_step"]["tokens_per_s"]
+        data["ratio_scanned"] = ours["scanned"]["tokens_per_s"] / trl["per_step"]["tokens_per_s"]
+        data["aim_met"] = data["ratio_per_step"] >= AIM
+    if tunix is not None:
+        data["tunix"] = tunix
+        # per call: tunix's median seconds per step over ours (one update per call); both run to R tokens
+        data["tunix_over_ours_s_per_step"] = tunix["median_s_per_step"] / ours["per_step"]["median_s_per_step"]
     output = args.output or (NAME + (".quick" if args.quick else ""))
     json_path, md_path = C.write_results(output, data, render_markdown(data))
     C.log(f"[{NAME}] done in {data['wall_s']} s -> {json_path.relative_to(C.REPO_ROOT)}")
@@ -418,6 +487,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--learning-rate", type=float, default=1e-6, help="Adam step size, both sides")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rebuild-venv", action="store_true", help="rebuild benchmarks/.venvs/trl")
+    p.add_argument("--peers", nargs="*", choices=("trl", "tunix"), default=["trl", "tunix"],
+                   help="peers timed after ours in the same job (default both)")
     p.add_argument("--output", default=None, help="result file stem under benchmarks/results")
     p.add_argument("--worker-timeout", type=float, default=3600.0)
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)

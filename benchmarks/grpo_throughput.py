@@ -305,8 +305,6 @@ def run_tunix(python: Path | str, spec: dict[str, Any], env: dict[str, str], tim
     """google-tunix's GRPOLearner on the same step (``TUNIX_SCRIPT``, its own venv): the JSON line it prints."""
     import subprocess
 
-    if not TUNIX_SCRIPT.exists():
-        raise C.WorkerError(f"the tunix peer script is not at {TUNIX_SCRIPT} (../shared/peers beside the checkout)")
     m = spec["model"]
     cmd = [str(python), str(TUNIX_SCRIPT), "--steps", spec["steps"], "--warmup", spec["warmup"],
            "--num-prompts", spec["num_prompts"], "--group-size", spec["group_size"],

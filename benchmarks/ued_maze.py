@@ -444,10 +444,7 @@ def speed_markdown(data: dict) -> str:
         cpu_ratio = (r["env_steps_per_cpu_s"] / p["env_steps_per_cpu_s"]
                      if "env_steps_per_cpu_s" in p and "env_steps_per_cpu_s" in r else None)
         anchor = r["env_steps_per_s"] / ANCHOR_JAXUED_PLR_8 if method in ("robust_plr", "plr") and n == 8 else None
-        mix = r.get("branch_mix")
-        mix_s = "/".join(f"{mix[k]:.2f}" for k in ("new", "replay", "mutate")) if mix else "-"
-        if p.get("branch_mix"):
-            mix_s += " (jaxued " + "/".join(f"{p['branch_mix'][k]:.2f}" for k in ("new", "replay", "mutate")) + ")"
+        mix_s = _mix(r.get("branch_mix")) + (f" (jaxued {_mix(p['branch_mix'])})" if p.get("branch_mix") else "")
         lines.append(f"| {LABELS.get(method, method)} | {n} x {r['num_steps']} | {fmt_rate(r['env_steps_per_s'])} "
                      f"| {fmt_rate(p.get('env_steps_per_s'))} | {fmt_ratio(ratio)} | {fmt_ratio(cpu_ratio)} "
                      f"| {fmt_ratio(anchor)} "
@@ -464,6 +461,10 @@ def speed_markdown(data: dict) -> str:
         lines += ["", f"'before' is the same worker run from a git checkout of {before_rev} (the code before the change "
                   "being measured) in the same job, one row after the other under the same lock."]
     return "\n".join(lines)
+
+
+def _mix(mix: dict | None) -> str:
+    return "/".join(f"{mix[k]:.2f}" for k in ("new", "replay", "mutate")) if mix else "-"
 
 
 def _before_cells(after: dict, before: dict | None) -> str:

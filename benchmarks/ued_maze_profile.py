@@ -31,18 +31,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
+    compile_timed,
     emit_result,
     fmt_ratio,
     log,
     machine_info,
     run_worker,
+    time_calls,
     timing_lock,
     utc_now,
     worker_env,
@@ -54,22 +54,13 @@ NAME = "ued_maze_profile"
 
 
 def _timer(reps: int, min_s: float):
-    import jax
+    """``bench(fn, *args)``: ``jax.jit(fn)`` compiled ahead of time, then timed (``_common.time_calls``)."""
 
     def bench(fn, *args) -> dict:
-        t0 = time.perf_counter()
-        compiled = jax.jit(fn).lower(*args).compile()
-        compile_s = time.perf_counter() - t0
-        jax.block_until_ready(compiled(*args))
-        samples = []
-        for _ in range(reps):
-            calls, t0 = 0, time.perf_counter()
-            while calls == 0 or time.perf_counter() - t0 < min_s:
-                jax.block_until_ready(compiled(*args))
-                calls += 1
-            samples.append((time.perf_counter() - t0) / calls)
-        return {"median_s": statistics.median(samples), "min_s": min(samples), "samples_s": samples,
-                "compile_s": compile_s}
+        compiled, lower_s, compile_s = compile_timed(fn, *args)
+        timed = time_calls(lambda: compiled(*args), reps=reps, min_rep_s=min_s)
+        return {"median_s": timed.median_s, "min_s": min(timed.seconds_per_call),
+                "samples_s": timed.seconds_per_call, "compile_s": lower_s + compile_s}
 
     return bench
 
@@ -92,7 +83,8 @@ def worker(opts) -> None:
     bench = _timer(opts.reps, opts.min_rep_s)
     config = speed_config("robust_plr", n, t, lstm)
     env = envs.make("maze")
-    train = plr.make_train(config, env)
+    # a replay cycle every update: replay_prob = 1 and (below) a buffer past minimum_fill_ratio
+    replay_train = plr.make_train(config.replace(sampler=config.sampler.replace(replay_prob=1.0)), env)
     student = common.make_student(config, env, None, config.ppo.num_updates)
     sampler = plr.make_sampler(config)
     key = jax.random.key(0)
@@ -104,9 +96,7 @@ def worker(opts) -> None:
 
     def collect(p, k, lv):
         k_reset, k_run = jax.random.split(k)
-        obs, es = jax.vmap(env.reset_to_level, (0, 0, None))(jax.random.split(k_reset, n), lv, student.env_params)
-        start = ppo.rl.rollout.RolloutState(env_state=es, obs=obs, first=jnp.ones((n,), bool),
-                                            carry=ppo.initial_carry(student.network, n))
+        start = common.start_on_levels(student, k_reset, lv)
         return ppo.collect(k_run, student.network, p, student.replay_env, student.env_params, start, t)[1]
 
     def gae_scores(traj, values, next_values):
@@ -114,7 +104,7 @@ def worker(opts) -> None:
         return compute_scores(config.score_function, traj.reward, values, traj.done, adv, None), targets
 
     # a buffer with 4000 filled slots: update the replayed slots' scores, then sample the next replay batch
-    state = jax.jit(train.init)(key)
+    state = jax.jit(replay_train.init)(key)
     info = jax.tree.map(lambda x: x[0], common.level_info(env, levels))
     cap = config.sampler.capacity
     empty = sampler.initialize(jax.tree.map(lambda x: x[0], levels), info)
@@ -136,8 +126,6 @@ def worker(opts) -> None:
     def learn(p, o, k):
         return ppo.learn(k, student.config, student.network, student.tx, p, o, batch, ro.carry0)[:2]
 
-    # force a replay cycle: a buffer past minimum_fill_ratio, replay decision forced by replay_prob = 1
-    replay_train = plr.make_train(config.replace(sampler=config.sampler.replace(replay_prob=1.0)), env)
     replay_state = state.replace(buffer=full)
 
     parts = {

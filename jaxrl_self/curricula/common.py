@@ -9,7 +9,7 @@ buffer, maybe take PPO gradient steps. This module holds the parts that do not d
   annealed, γ = 0.995, λ = 0.98, entropy 1e-3, the maze LSTM-256 agent), the level generator's wall budget and
   the held-out evaluation settings. Each curriculum's ``Config`` extends it.
 * :class:`Student` (:func:`make_student`) — network, optimiser and environments; :func:`init_params`.
-* :func:`rollout_on_levels` — reset ``N`` environments to ``N`` given levels, act ``num_steps`` steps with a
+* :func:`rollout_on_levels` (starting from :func:`start_on_levels`) — reset ``N`` environments to ``N`` given levels, act ``num_steps`` steps with a
   zero initial LSTM state; every episode that ends restarts *on the same level*
   (:class:`~jaxrl_self.envs.wrappers.ReplayLevel`, the fix of minimax v0.2.0), values and truncation-aware
   GAE(λ) computed as in PPO. :func:`score_levels` turns a rollout into UED scores
@@ -57,6 +57,7 @@ __all__ = [
     "level_generator",
     "ResampleFrom",
     "Rollout",
+    "start_on_levels",
     "rollout_on_levels",
     "score_levels",
     "EpisodeSummary",
@@ -277,15 +278,21 @@ class Rollout:
         )
 
 
+def start_on_levels(student: Student, key: jax.Array, levels: Any) -> RolloutState:
+    """One environment reset to each level (``levels``: Level pytree ``[N, ...]``), with a zero recurrent state:
+    where :func:`rollout_on_levels` starts."""
+    n = jax.tree.leaves(levels)[0].shape[0]
+    obs, env_state = jax.vmap(student.env.reset_to_level, (0, 0, None))(
+        jax.random.split(key, n), levels, student.env_params)
+    return RolloutState(env_state=env_state, obs=obs, first=jnp.ones((n,), jnp.bool_),
+                        carry=ppo.initial_carry(student.network, n))
+
+
 def rollout_on_levels(student: Student, params: Any, key: jax.Array, levels: Any, num_steps: int) -> Rollout:
     """Reset one environment per level (``levels``: Level pytree ``[N, ...]``) and act ``num_steps`` steps from
     a zero recurrent state; episodes restart on their own level. Values and GAE as in PPO."""
-    n = jax.tree.leaves(levels)[0].shape[0]
     k_reset, k_run = jax.random.split(key)
-    obs, env_state = jax.vmap(student.env.reset_to_level, (0, 0, None))(
-        jax.random.split(k_reset, n), levels, student.env_params)
-    start = RolloutState(env_state=env_state, obs=obs, first=jnp.ones((n,), jnp.bool_),
-                         carry=ppo.initial_carry(student.network, n))
+    start = start_on_levels(student, k_reset, levels)
     _, traj = ppo.collect(k_run, student.network, params, student.replay_env, student.env_params, start, num_steps)
     values, next_values = ppo.rollout_values(student.network, params, traj)
     advantages, targets = ppo.compute_advantages(student.config, traj, values, next_values)

@@ -130,7 +130,7 @@ class MazeEncoder(nn.Module):
         image = jnp.asarray(obs["image"], jnp.float32)
         lead = image.shape[:-3]
         # = nn.Conv(conv_features, (3, 3), padding="VALID") with the same parameters, as a matmul of patches
-        # (XLA:CPU's conv weight gradient is ~20x slower inside the PPO epoch loop: jaxrl_self.nets.conv)
+        # (XLA:CPU's conv weight gradient is far slower inside the PPO epoch loop: jaxrl_self.nets.conv)
         x = PatchConv(self.conv_features, 3, kernel_init=lecun_normal(), name="conv")(
             image.reshape((-1,) + image.shape[-3:])
         )

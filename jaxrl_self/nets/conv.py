@@ -6,10 +6,10 @@ same values and checkpoints load into either), as ``patches [B, H', W', k*k*C] @
 The output equals the convolution's up to floating-point summation order (tests/test_nets.py).
 
 Why: XLA:CPU (jaxlib 0.10) computes the *weight gradient* of a small convolution inside a ``while`` loop
-(a ``lax.scan`` over PPO epochs) about 20x slower than the same gradient outside a loop: for the maze student's
-3x3x3x16 conv on 256 x 32 observations, 130 ms an epoch instead of 5 ms, a third of each PPO epoch
-(benchmarks/results/ued_maze_profile.md). The patches' matrix product has no such cliff (4 ms an epoch in the
-loop), and its forward pass is also faster at rollout batch sizes. The extracted patches are ``k*k`` times the
+(a ``lax.scan`` over PPO epochs) far slower than the same gradient outside a loop: for the maze student's
+3x3x3x16 conv on 256 x 32 observations, forward + backward ran 17-24x slower in the epoch loop, about a third of
+each PPO epoch (benchmarks/results/ued_maze_profile.md). The patches' matrix product has no such cliff, and its
+forward pass is also faster at rollout batch sizes. The extracted patches are ``k*k`` times the
 image (9 x 75 floats per maze observation), small next to the LSTM's activations.
 """
 from __future__ import annotations

@@ -8,7 +8,10 @@ behaviour change (and say so in the commit): ``python tests/lm_golden.py --recor
 Re-recorded since: ``tppo`` (T-PPO logs the scheduled learning rate instead of the constant one; the extra
 metric changes how XLA:CPU compiles the update, and the parameters after three updates differ from the
 original recording in the 7th significant digit: a compiled program's float results depend on the whole
-graph, which is also why adding a semantically void ``where`` to the window's format check did the same).
+graph, which is also why adding a semantically void ``where`` to the window's format check did the same);
+every run on 2026-12-04 (issue #19: the Transformer runs its trunk on 2-D ``[B·T, d]`` rows and keeps its KV
+cache as ``[L, B, H, S, D]``, which changes XLA:CPU's float order; metrics after three updates moved by at most
+5e-4 relative, on the 2-core Intel Xeon with AMX the recording now names).
 
 The runs use the test-suite's XLA flags (``conftest.py``); results are bitwise reproducible for the same
 jaxlib on the same kind of CPU. The recording environment is stored beside the numbers.

@@ -108,7 +108,8 @@ def _assert_same_generation(a, b):
     np.testing.assert_array_equal(jax.random.key_data(sa.rng), jax.random.key_data(sb.rng))
     valid = np.arange(sa.tokens.shape[1])[None, :] < np.asarray(sa.length)[:, None] - 1  # [B, S]
     for x, y in [(sa.cache.keys, sb.cache.keys), (sa.cache.values, sb.cache.values)]:
-        np.testing.assert_array_equal(np.asarray(x)[:, valid], np.asarray(y)[:, valid])
+        x, y = np.moveaxis(np.asarray(x), 3, 2), np.moveaxis(np.asarray(y), 3, 2)  # [L, B, S, H, D]
+        np.testing.assert_array_equal(x[:, valid], y[:, valid])
 
 
 def _gather_rows(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -218,7 +219,7 @@ def test_shapes_and_dtypes(params):
     assert values.shape == (B, L) and values.dtype == jnp.float32
     assert cache is None
     state = lm.init_decode_state(CFG, B, 24)
-    assert state.cache.keys.shape == (CFG.num_layers, B, 24, CFG.num_heads, CFG.head_dim)
+    assert state.cache.keys.shape == (CFG.num_layers, B, CFG.num_heads, 24, CFG.head_dim)
     assert state.tokens.shape == (B, 24) and state.tokens.dtype == jnp.int32
     assert bool(state.done.all())
     out = _full_apply(_init_fn(LEARNED)(jax.random.key(0)), _seqs(0), LEARNED)

@@ -316,7 +316,7 @@ class Batch:
     prompt_len: jax.Array  # [B] int32
     length: jax.Array  # [B] int32
     start: jax.Array  # [B] int32 first window position
-    cache: Optional[KVCache]  # keys/values [B, L, S, H, D] (learner="window" only, else None)
+    cache: Optional[KVCache]  # keys/values [B, L, H, S, D] (learner="window" only, else None)
     window_mask: jax.Array  # [B, l] bool, the window's tokens
     policy_mask: jax.Array  # [B, l] bool, the policy-trained tokens (window_mask, or its finished rows only)
     old_logp: jax.Array  # [B, l] float32
@@ -502,7 +502,7 @@ def make_batch(config: Config, window: Window, pool: Pool, advantages: jax.Array
 def window_scores(params: Any, tokens: jax.Array, cache: KVCache, start: jax.Array, window: int, *,
                   config: TransformerConfig) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Log-probs, entropies and values ``[B, l]`` of the window tokens at buffer positions ``start + j``,
-    recomputed on top of the slots' KV cache (``cache.keys [L, B, S, H, D]``).
+    recomputed on top of the slots' KV cache (``cache.keys [L, B, H, S, D]``).
 
     One forward pass over ``l`` tokens per slot: the inputs are the tokens at positions ``o, ..., o + l - 1``
     with ``o = min(start - 1, S - l)`` (the token before the window and the window's tokens but the last);

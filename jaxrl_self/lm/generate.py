@@ -25,7 +25,7 @@ depend on the other slots or on when the slot was filled, and a sequence gets ex
 :func:`jaxrl_self.lm.score` gives it (``arange``); that is what makes cached log-probs equal to scored ones.
 
 **Cache layout.** ``state.cache`` (:class:`~jaxrl_self.nets.transformer.KVCache`) stores keys/values
-``[num_layers, B, S, num_heads, head_dim]`` indexed by position; ``S = cache_len`` bounds prompt + response.
+``[num_layers, B, num_heads, S, head_dim]`` indexed by position; ``S = cache_len`` bounds prompt + response.
 ``state.tokens [B, S]`` is the slot's token buffer and ``state.length [B]`` its number of tokens. Invariant:
 the cache holds the keys/values of positions ``[0, length - 1)``; the last token ``tokens[length - 1]`` is
 *pending*: each decode step feeds it at position ``length - 1`` (writing its key/value, attending to keys
@@ -82,7 +82,7 @@ from flax import struct
 from jaxrl_self.core.errors import ConfigError
 from jaxrl_self.core.sequence import VOCAB
 from jaxrl_self.lm.sampling import SamplingConfig, sample_token
-from jaxrl_self.nets.transformer import KVCache, Params, TransformerConfig, apply
+from jaxrl_self.nets.transformer import KVCache, Params, TransformerConfig, apply, stack_cache, unstack_cache
 
 __all__ = [
     "DecodeState",
@@ -101,7 +101,7 @@ class DecodeState:
     """A pool of ``B`` generation slots with buffer length ``S`` (see the module docstring).
 
     Attributes:
-        cache: :class:`KVCache` ``[L, B, S, H, D]``; valid at positions ``[0, length - 1)`` of each row.
+        cache: :class:`KVCache` ``[L, B, H, S, D]``; valid at positions ``[0, length - 1)`` of each row.
         tokens: ``[B, S]`` int32, the slot's prompt ++ response so far, ``PAD`` after ``length``.
         length: ``[B]`` int32, tokens in the slot (prompt + generated), ``>= 1``.
         prompt_len: ``[B]`` int32, prompt tokens in the slot; the response is ``tokens[prompt_len:length]``.
@@ -168,7 +168,7 @@ def init_decode_state(config: TransformerConfig, batch_size: int, cache_len: Opt
 
 
 def prefill(params: Params, tokens: jax.Array, cache_len: int, *, config: TransformerConfig) -> KVCache:
-    """A fresh cache ``[L, B, cache_len, H, D]`` holding the keys/values of ``tokens [B, T]`` at positions
+    """A fresh cache ``[L, B, H, cache_len, D]`` holding the keys/values of ``tokens [B, T]`` at positions
     ``[0, T)`` (one causal forward pass; entries ``>= T`` are zero)."""
     B, T = tokens.shape
     cache = KVCache.zeros(config, B, cache_len)
@@ -284,6 +284,7 @@ def decode(params: Params, state: DecodeState, num_steps: int, *, config: Transf
         raise ConfigError("state cache_len", state.tokens.shape[1], f"<= max_len={config.max_len}", "decode")
     step = functools.partial(_decode_step, params, config=config, sampling=sampling)
     start_len = state.length
+    state = state.replace(cache=unstack_cache(state.cache))  # per-layer buffers in the loop (no slicing per step)
     if early_exit:
         template = jax.eval_shape(step, state)[1]
         outs = jax.tree.map(lambda t: jnp.zeros((num_steps,) + t.shape, t.dtype), template)
@@ -302,6 +303,7 @@ def decode(params: Params, state: DecodeState, num_steps: int, *, config: Transf
         _, state, outs = jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), state, outs))
     else:
         state, outs = jax.lax.scan(lambda s, _: step(s), state, None, length=num_steps)
+    state = state.replace(cache=stack_cache(state.cache))
     outs = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), outs)
     position = start_len[:, None] + jnp.arange(num_steps, dtype=jnp.int32)[None, :]
     return state, outs.replace(position=position)

@@ -28,10 +28,11 @@ Masks: ``attn_mask[b, q, k]`` is True where query ``q`` may attend to key ``k``;
 causality (build it with :func:`causal_mask`). A masked score is replaced by the most negative float32 before
 the softmax, so a masked key has exactly zero weight and its content can never leak into the output.
 
-KV cache: :class:`KVCache` holds keys and values ``[num_layers, batch, cache_len, num_heads, head_dim]``
-indexed by *position*: the key/value of the token at position ``p`` of row ``b`` lives at ``[:, b, p]``.
-When ``cache`` is given, ``apply`` first writes the keys/values of ``tokens`` at their positions (which
-must be consecutive within a row: ``positions[b] = start[b] + arange(T)``), then attends over the whole cache
+KV cache: :class:`KVCache` holds keys and values ``[num_layers, batch, num_heads, cache_len, head_dim]``
+indexed by *position*: the key/value of the token at position ``p`` of row ``b`` lives at ``[:, b, :, p]``.
+When ``cache`` is given, ``apply`` first writes the keys/values of ``tokens`` at their positions (distinct
+within a row and ``< cache_len``; a decode step or a prefill writes ``start[b] + arange(T)``), then attends over
+the whole cache
 with ``attn_mask`` of shape ``[B, T, cache_len]``. Without a cache the tokens attend among themselves
 (``attn_mask`` is ``[B, T, T]``). Per-slot bookkeeping (how many entries of a row are valid) lives with the
 caller: see :mod:`jaxrl_self.lm.generate`.
@@ -59,6 +60,8 @@ __all__ = [
     "apply",
     "causal_mask",
     "num_params",
+    "unstack_cache",
+    "stack_cache",
 ]
 
 Params = Any
@@ -141,7 +144,8 @@ class KVCache:
     """Per-layer attention keys and values, indexed by position.
 
     Attributes:
-        keys: ``[num_layers, batch, cache_len, num_heads, head_dim]`` in ``config.dtype``.
+        keys: ``[num_layers, batch, num_heads, cache_len, head_dim]`` in ``config.dtype`` (heads before
+            positions: a decode step's attention reads each head's keys as one contiguous matrix).
         values: same shape and dtype. Rotary embeddings are already applied to the stored keys.
     """
 
@@ -154,13 +158,13 @@ class KVCache:
         cache_len = config.max_len if cache_len is None else int(cache_len)
         if not 1 <= cache_len <= config.max_len:
             raise ConfigError("cache_len", cache_len, f"an int in [1, max_len={config.max_len}]", "KVCache")
-        shape = (config.num_layers, batch_size, cache_len, config.num_heads, config.head_dim)
+        shape = (config.num_layers, batch_size, config.num_heads, cache_len, config.head_dim)
         z = jnp.zeros(shape, config.jnp_dtype)
         return cls(keys=z, values=z)
 
     @property
     def cache_len(self) -> int:
-        return self.keys.shape[2]
+        return (self.keys[0] if isinstance(self.keys, tuple) else self.keys).shape[-2]
 
 
 class ModelOutput(NamedTuple):
@@ -184,57 +188,108 @@ def _rope(x: jax.Array, positions: jax.Array, base: float) -> jax.Array:
     return out.astype(x.dtype)
 
 
-def _write(cache: jax.Array, new: jax.Array, start: jax.Array) -> jax.Array:
-    """Write ``new [B, T, H, D]`` into ``cache [B, S, H, D]`` at rows ``start [B] .. start + T``."""
-    return jax.vmap(lambda c, u, s: jax.lax.dynamic_update_slice(c, u.astype(c.dtype), (s, 0, 0)))(cache, new, start)
+def _write(cache: Any, layer: int, new: jax.Array, positions: jax.Array) -> Any:
+    """Write ``new [B, T, H, D]`` into layer ``layer`` of ``cache`` at ``positions [B, T]``: ``cache`` is the
+    stacked ``[L, B, H, S, D]`` array or a tuple of ``L`` per-layer ``[B, H, S, D]`` arrays (how the decode loop
+    carries it: :func:`unstack_cache`).
+
+    One scatter of ``B·T`` rows, not a per-layer slice and a re-stack: inside a decode loop XLA updates the loop's
+    buffer in place, so a step costs its rows, not a copy of the cache."""
+    rows = jnp.arange(new.shape[0])[:, None]
+    if isinstance(cache, tuple):
+        layer_cache = cache[layer]
+        updated = layer_cache.at[rows, :, positions].set(new.astype(layer_cache.dtype), mode="promise_in_bounds",
+                                                          unique_indices=True)
+        return cache[:layer] + (updated,) + cache[layer + 1:]
+    return cache.at[layer, rows, :, positions].set(new.astype(cache.dtype), mode="promise_in_bounds",
+                                                    unique_indices=True)
+
+
+def unstack_cache(cache: "KVCache") -> "KVCache":
+    """The same cache with ``keys``/``values`` as tuples of per-layer ``[B, H, S, D]`` arrays, which
+    :func:`apply` accepts too. A loop that carries it reads and writes a layer without slicing the stacked
+    array on every step (:func:`stack_cache` turns it back)."""
+    if isinstance(cache.keys, tuple):
+        return cache
+    return KVCache(keys=tuple(cache.keys), values=tuple(cache.values))
+
+
+def stack_cache(cache: "KVCache") -> "KVCache":
+    """The inverse of :func:`unstack_cache`: ``keys``/``values`` as stacked ``[L, B, H, S, D]`` arrays."""
+    if not isinstance(cache.keys, tuple):
+        return cache
+    return KVCache(keys=jnp.stack(cache.keys), values=jnp.stack(cache.values))
+
+
+def _attend(q: jax.Array, k: jax.Array, v: jax.Array, attn_mask: jax.Array, dtype, cached: bool) -> jax.Array:
+    """Softmax attention of ``q [B, T, H, D]`` over keys/values ``[B, T, H, D]`` (``cached=False``) or a cache
+    layer's ``[B, H, S, D]`` (``cached=True``) where ``attn_mask [B|1, T, S]``; returns ``[B, T, H, D]``."""
+    keys = "bhkd" if cached else "bkhd"
+    scores = jnp.einsum(f"bqhd,{keys}->bhqk", q, k, preferred_element_type=jnp.float32) / math.sqrt(q.shape[-1])
+    scores = jnp.where(attn_mask[:, None, :, :], scores, _NEG)
+    probs = jax.nn.softmax(scores, axis=-1).astype(dtype)
+    return jnp.einsum(f"bhqk,{keys}->bqhd", probs, v.astype(dtype))
+
+
+class _Linear(nn.Module):
+    """``x [N, prod(in_shape)] @ kernel``, the kernel stored as ``in_shape + out_shape`` (the parameter
+    ``nn.DenseGeneral`` would hold, so checkpoints are unchanged) but multiplied as one 2-D matrix: XLA:CPU's
+    gradient of a product that contracts or emits several axes goes through slow transposing copies."""
+
+    in_shape: tuple
+    out_shape: tuple
+    dtype: Any
+    kernel_init: Any
+
+    @nn.compact
+    def __call__(self, x):
+        kernel = self.param("kernel", self.kernel_init, self.in_shape + self.out_shape, jnp.float32)
+        kernel = kernel.reshape(math.prod(self.in_shape), math.prod(self.out_shape)).astype(self.dtype)
+        return x.astype(self.dtype) @ kernel
 
 
 class _Attention(nn.Module):
     config: TransformerConfig
+    layer: int = 0
 
     @nn.compact
-    def __call__(self, x, positions, attn_mask, kv):
+    def __call__(self, x, positions, attn_mask, cache):
         cfg = self.config
         dtype, h, d = cfg.jnp_dtype, cfg.num_heads, cfg.head_dim
         init = nn.initializers.normal(0.02)
         out_init = nn.initializers.normal(0.02 / math.sqrt(2 * cfg.num_layers))
-        qkv = nn.DenseGeneral((3, h, d), use_bias=False, dtype=dtype, kernel_init=init, name="qkv")(x)
-        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [B, T, H, D]
+        B, T = positions.shape
+        qkv = _Linear((cfg.d_model,), (3, h, d), dtype, init, name="qkv")(x).reshape(B, T, 3, h, d)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         if cfg.positional == "rope":
             q = _rope(q, positions, cfg.rope_base)
             k = _rope(k, positions, cfg.rope_base)
-        if kv is not None:
-            cache_k, cache_v = kv
-            start = positions[:, 0]
-            cache_k, cache_v = _write(cache_k, k, start), _write(cache_v, v, start)
-            k, v, new_kv = cache_k, cache_v, (cache_k, cache_v)
-        else:
-            new_kv = None
-        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) / math.sqrt(d)
-        scores = jnp.where(attn_mask[:, None, :, :], scores, _NEG)
-        probs = jax.nn.softmax(scores, axis=-1).astype(dtype)
-        out = jnp.einsum("bhqk,bkhd->bqhd", probs, v.astype(dtype))
-        out = nn.DenseGeneral(cfg.d_model, axis=(-2, -1), use_bias=False, dtype=dtype, kernel_init=out_init,
-                              name="out")(out)
-        return out, new_kv
+        if cache is not None:
+            cache = KVCache(keys=_write(cache.keys, self.layer, k, positions),
+                            values=_write(cache.values, self.layer, v, positions))
+            k, v = cache.keys[self.layer], cache.values[self.layer]
+        out = _attend(q, k, v, attn_mask, dtype, cached=cache is not None)
+        out = _Linear((h, d), (cfg.d_model,), dtype, out_init, name="out")(out.reshape(B * T, h * d))
+        return out, cache
 
 
 class _Block(nn.Module):
     config: TransformerConfig
+    layer: int = 0
 
     @nn.compact
-    def __call__(self, x, positions, attn_mask, kv):
+    def __call__(self, x, positions, attn_mask, cache):
         cfg = self.config
         dtype = cfg.jnp_dtype
         init = nn.initializers.normal(0.02)
         out_init = nn.initializers.normal(0.02 / math.sqrt(2 * cfg.num_layers))
-        a, new_kv = _Attention(cfg, name="attn")(nn.RMSNorm(dtype=dtype, name="norm_attn")(x), positions,
-                                                 attn_mask, kv)
+        a, cache = _Attention(cfg, self.layer, name="attn")(nn.RMSNorm(dtype=dtype, name="norm_attn")(x),
+                                                            positions, attn_mask, cache)
         x = x + a
         y = nn.RMSNorm(dtype=dtype, name="norm_mlp")(x)
         y = nn.Dense(cfg.d_ff, use_bias=False, dtype=dtype, kernel_init=init, name="mlp_in")(y)
         y = nn.Dense(cfg.d_model, use_bias=False, dtype=dtype, kernel_init=out_init, name="mlp_out")(nn.gelu(y))
-        return x + y, new_kv
+        return x + y, cache
 
 
 class Transformer(nn.Module):
@@ -248,18 +303,17 @@ class Transformer(nn.Module):
         dtype = cfg.jnp_dtype
         embed = nn.Embed(cfg.vocab_size, cfg.d_model, embedding_init=nn.initializers.normal(0.02), dtype=dtype,
                          name="embed")
+        B, T = tokens.shape
         x = embed(tokens)
         if cfg.positional == "learned":
             pos_embed = nn.Embed(cfg.max_len, cfg.d_model, embedding_init=nn.initializers.normal(0.02),
                                  dtype=dtype, name="pos_embed")
             x = x + pos_embed(positions)
-        new_k, new_v = [], []
+        # The trunk runs on [B*T, d_model] rows: XLA:CPU differentiates a 2-D matrix product ~4x faster than
+        # the same product over [B, T, d] (whose weight gradient it feeds through a slow transposing fusion).
+        x = x.reshape(B * T, cfg.d_model)
         for i in range(cfg.num_layers):
-            kv = None if cache is None else (cache.keys[i], cache.values[i])
-            x, kv = _Block(cfg, name=f"block_{i}")(x, positions, attn_mask, kv)
-            if kv is not None:
-                new_k.append(kv[0])
-                new_v.append(kv[1])
+            x, cache = _Block(cfg, i, name=f"block_{i}")(x, positions, attn_mask, cache)
         h = nn.RMSNorm(dtype=dtype, name="norm_out")(x)
         if cfg.tie_embeddings:
             logits = embed.attend(h)
@@ -270,9 +324,8 @@ class Transformer(nn.Module):
         if cfg.value_head:
             features = jax.lax.stop_gradient(h) if cfg.value_detach else h
             values = nn.Dense(1, dtype=jnp.float32, kernel_init=nn.initializers.zeros, name="value_head")(
-                features.astype(jnp.float32))[..., 0]
-        new_cache = None if cache is None else KVCache(keys=jnp.stack(new_k), values=jnp.stack(new_v))
-        return ModelOutput(logits.astype(jnp.float32), values, new_cache)
+                features.astype(jnp.float32))[..., 0].reshape(B, T)
+        return ModelOutput(logits.astype(jnp.float32).reshape(B, T, -1), values, cache)
 
 
 # ---------------------------------------------------------------------------------------------------- pure API

@@ -7,9 +7,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from jaxrl_self import _xla_guard
+from jaxrl_self import _malloc, _xla_guard
 
 XLA_GUARD_ACTIVE = _xla_guard.install()
+#: glibc's allocator keeps freed memory for the next XLA:CPU call (``jaxrl_self._malloc``; opt out with
+#: ``JAXRL_SELF_NO_MALLOC_TUNING=1``).
+MALLOC_TUNED = _malloc.install()
 
 __version__ = "0.1.0"
 
@@ -23,7 +26,7 @@ _LAZY = {
     "lm": "jaxrl_self.lm",
 }
 
-__all__ = ["__version__", "XLA_GUARD_ACTIVE", *_LAZY]
+__all__ = ["__version__", "XLA_GUARD_ACTIVE", "MALLOC_TUNED", *_LAZY]
 
 
 def __getattr__(name: str):

@@ -888,6 +888,28 @@ def test_xla_guard_warns_when_imported_after_the_backend_started():
     assert "RuntimeWarning" in out.stderr and "Import jaxrl_self first" in out.stderr
 
 
+# ============================================================================================ allocator tuning
+def _malloc_tuned(**extra) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "JAXRL_SELF_NO_MALLOC_TUNING"}
+    env.update(extra)
+    out = subprocess.run([sys.executable, "-c", "import jaxrl_self; print(jaxrl_self.MALLOC_TUNED)"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()[-1]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_malloc_tuning_is_on_by_default_and_yields_to_the_user():
+    """jaxrl_self._malloc: on by default (glibc), off with the opt-out or when the user set any MALLOC_* variable."""
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("not glibc")
+    assert _malloc_tuned() == "True"
+    assert _malloc_tuned(JAXRL_SELF_NO_MALLOC_TUNING="1") == "False"
+    assert _malloc_tuned(MALLOC_ARENA_MAX="2") == "False"
+
+
 MULTI_SEED_INIT = """
 import jaxrl_self  # first: sets XLA_FLAGS before the backend starts
 import jax, jax.numpy as jnp

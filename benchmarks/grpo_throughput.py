@@ -410,7 +410,8 @@ def orchestrate(args: argparse.Namespace) -> None:
     for k in ("num_prompts", "group_size", "max_new_tokens", "steps", "warmup"):
         if getattr(args, k) is not None:
             preset[k] = getattr(args, k)
-    spec = {**preset, "model": MODEL, "beta": args.beta, "learning_rate": args.learning_rate, "seed": args.seed}
+    model = MODEL if args.d_model is None else {**MODEL, "d_model": args.d_model, "d_ff": 4 * args.d_model}
+    spec = {**preset, "model": model, "beta": args.beta, "learning_rate": args.learning_rate, "seed": args.seed}
     machine = C.machine_info()
     trl_python = C.ensure_venv("trl", list(TRL_REQUIREMENTS), rebuild=args.rebuild_venv) if "trl" in args.peers else None
     if "tunix" in args.peers and not TUNIX_SCRIPT.exists():
@@ -481,6 +482,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-new-tokens", type=int, default=None, help=f"completion budget ({FULL['max_new_tokens']})")
     p.add_argument("--steps", type=int, default=None, help=f"measured steps per side ({FULL['steps']})")
     p.add_argument("--warmup", type=int, default=None, help=f"warm-up steps per side ({FULL['warmup']})")
+    p.add_argument("--d-model", type=int, default=None,
+                   help=f"model width, d_ff = 4 x it (default {MODEL['d_model']}; 256 = the 4x wider check)")
     p.add_argument("--beta", type=float, default=0.04, help="KL coefficient (reference model on both sides)")
     p.add_argument("--learning-rate", type=float, default=1e-6, help="Adam step size, both sides")
     p.add_argument("--seed", type=int, default=0)

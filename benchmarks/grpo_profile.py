@@ -16,7 +16,7 @@ compile excluded):
 * ``policy forward + backward``: its gradient;
 * ``learn``: the gradient, global-norm clipping and the Adam step, as the update runs them (``lm.learn``);
 * ``update``: the whole ``Train.update`` (problems, sampling, rewards, advantages, reference, learn), for the
-  sum check. Its minor page faults and system CPU time per call are counted too (``getrusage``), the cost the
+  sum check, called as a training loop calls it (the state donated, replaced by the new one). Its minor page faults and system CPU time per call are counted too (``getrusage``), the cost the
   allocator setting of ``jaxrl_self._malloc`` removes.
 
 FLOPs are those of ``grpo_throughput.step_flops``: a token forward costs ``f`` (weight matrices plus causal
@@ -57,6 +57,7 @@ def worker(spec: dict) -> dict:
 
     import jaxrl_self  # noqa: F401  (XLA guard and allocator setting first)
     import jax
+    import jax.numpy as jnp
 
     import grpo_throughput as G
     from jaxrl_self import lm
@@ -107,15 +108,24 @@ def worker(spec: dict) -> dict:
         "policy forward + backward": bench(jax.grad(loss), state.params, batch),
         "learn": bench(lambda p, o, b: lm.learn(jax.random.key(4), config, lambda q, mb: lm.group_policy_loss(
             config, mc, q, mb), tx, p, o, b)[:2], state.params, state.opt_state, batch),
-        "update": bench(lambda s: train.update(s)[0], state),
     }
-    # page faults and system time of the whole update, per call
-    update = jax.jit(lambda s: train.update(s)[0]).lower(state).compile()
-    s = jax.block_until_ready(update(state))
-    calls = max(5, int(2.0 / parts["update"]["median_s"]))
+    # the whole update as a training loop calls it: the state donated and replaced by the new one each call
+    update, lower_s, compile_s = C.compile_timed(lambda s: train.update(s)[0], jax.tree.map(jnp.copy, state),
+                                                 donate_argnums=(0,))
+    carry = [jax.tree.map(jnp.copy, state)]
+
+    def step():
+        carry[0] = update(carry[0])
+        return carry[0]
+
+    timed = C.time_calls(step, reps=reps, min_rep_s=min_s)
+    parts["update"] = {"median_s": timed.median_s, "samples_s": timed.seconds_per_call,
+                       "compile_s": lower_s + compile_s}
+    # its page faults and system time, per call
+    calls = max(5, int(2.0 / timed.median_s))
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     for _ in range(calls):
-        s = jax.block_until_ready(update(s))
+        jax.block_until_ready(step())
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     prompt_len = int(task.prompt_len)
     work = G.step_flops(spec, prompt_len)

@@ -11,7 +11,9 @@ original recording in the 7th significant digit: a compiled program's float resu
 graph, which is also why adding a semantically void ``where`` to the window's format check did the same);
 every run on 2026-12-04 (issue #19: the Transformer runs its trunk on 2-D ``[B·T, d]`` rows and keeps its KV
 cache as ``[L, B, H, S, D]``, which changes XLA:CPU's float order; metrics after three updates moved by at most
-5e-4 relative, on the 2-core Intel Xeon with AMX the recording now names).
+5e-4 relative, on the 2-core Intel Xeon with AMX the recording now names); ``grpo``, ``rloo`` and
+``token_ppo`` again the same day (``lm.rollout`` prefills each prompt once for its G responses: a prefill of
+B rows instead of B·G rounds differently; metrics within 1.2e-4 relative).
 
 The runs use the test-suite's XLA flags (``conftest.py``); results are bitwise reproducible for the same
 jaxlib on the same kind of CPU. The recording environment is stored beside the numbers.

@@ -93,6 +93,7 @@ __all__ = [
     "decode",
     "generate",
     "prefill",
+    "clean_prompts",
 ]
 
 
@@ -177,13 +178,21 @@ def prefill(params: Params, tokens: jax.Array, cache_len: int, *, config: Transf
     return apply(params, tokens, positions, mask, cache, config=config).cache
 
 
+def clean_prompts(prompts: jax.Array, prompt_len: jax.Array, pad_id: int = VOCAB.PAD) -> jax.Array:
+    """``prompts [B, P]`` with everything at or after ``prompt_len [B]`` replaced by ``pad_id`` (int32): what
+    :func:`reset_slots` prefills and stores."""
+    P = prompts.shape[1]
+    return jnp.where(jnp.arange(P)[None, :] < prompt_len[:, None], prompts, pad_id).astype(jnp.int32)
+
+
 def _select_rows(mask: jax.Array, new: jax.Array, old: jax.Array) -> jax.Array:
     """``where(mask[b], new[b], old[b])`` row by row; ``mask [B]``, arrays ``[B, ...]``."""
     return jnp.where(mask.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
 
 
 def reset_slots(params: Params, state: DecodeState, mask: jax.Array, prompts: jax.Array, prompt_len: jax.Array,
-                keys: jax.Array, *, config: TransformerConfig, pad_id: int = VOCAB.PAD) -> DecodeState:
+                keys: jax.Array, *, config: TransformerConfig, pad_id: int = VOCAB.PAD,
+                prefilled: Optional[KVCache] = None) -> DecodeState:
     """Refill the slots where ``mask`` with new prompts; the other slots are returned unchanged.
 
     Args:
@@ -193,6 +202,9 @@ def reset_slots(params: Params, state: DecodeState, mask: jax.Array, prompts: ja
         prompt_len: ``[B]`` int in ``[1, P]`` (at least one token, e.g. BOS). Content past it is ignored.
         keys: ``[B]`` typed PRNG keys, the new slots' sampling keys.
         config: the model config.
+        prefilled: the new prompts' cache, ``prefill(params, clean_prompts(prompts, prompt_len), S)``, when the
+            caller has it (:func:`jaxrl_self.lm.rollout` prefills each of its ``G`` identical prompts once);
+            default: computed here.
 
     Returns:
         The new state: reset slots hold their prompt, ``length = prompt_len``, ``done = prompt_len >= S``.
@@ -207,8 +219,8 @@ def reset_slots(params: Params, state: DecodeState, mask: jax.Array, prompts: ja
         raise ConfigError("mask/prompt_len/keys shapes", (mask.shape, prompt_len.shape, keys.shape),
                           f"each ({B},)", "reset_slots")
     prompt_len = prompt_len.astype(jnp.int32)
-    clean = jnp.where(jnp.arange(P)[None, :] < prompt_len[:, None], prompts, pad_id).astype(jnp.int32)
-    cache = prefill(params, clean, S, config=config)
+    clean = clean_prompts(prompts, prompt_len, pad_id)
+    cache = prefill(params, clean, S, config=config) if prefilled is None else prefilled
     tokens = jnp.pad(clean, ((0, 0), (0, S - P)), constant_values=pad_id)
     row = mask.astype(bool)
     cache = jax.tree.map(lambda n, o: jnp.where(row[None, :, None, None, None], n, o), cache, state.cache)
@@ -311,7 +323,7 @@ def decode(params: Params, state: DecodeState, num_steps: int, *, config: Transf
 
 def generate(params: Params, prompts: jax.Array, prompt_len: jax.Array, key: jax.Array, *,
              config: TransformerConfig, sampling: SamplingConfig, cache_len: Optional[int] = None,
-             early_exit: bool = True) -> tuple[DecodeState, DecodeOutput]:
+             early_exit: bool = True, prefilled: Optional[KVCache] = None) -> tuple[DecodeState, DecodeOutput]:
     """Sample a response for every prompt, start to finish.
 
     Args:
@@ -320,6 +332,7 @@ def generate(params: Params, prompts: jax.Array, prompt_len: jax.Array, key: jax
         config: the model config (static).
         sampling: a :class:`SamplingConfig`; ``sampling.max_new_tokens`` (static) is the response budget.
         cache_len: buffer length ``S`` (default ``P + max_new_tokens``), ``<= config.max_len``.
+        prefilled: the prompts' cache when the caller computed it (see :func:`reset_slots`).
 
     Returns:
         ``(final_state, out)``: ``out.tokens [B, max_new_tokens]`` is the response, left-aligned (column ``n``
@@ -335,5 +348,5 @@ def generate(params: Params, prompts: jax.Array, prompt_len: jax.Array, key: jax
                           f"{sampling.max_new_tokens} by default)", "generate")
     state = init_decode_state(config, B, S, pad_id=sampling.pad_id)
     state = reset_slots(params, state, jnp.ones((B,), bool), prompts, prompt_len, jax.random.split(key, B),
-                        config=config, pad_id=sampling.pad_id)
+                        config=config, pad_id=sampling.pad_id, prefilled=prefilled)
     return decode(params, state, sampling.max_new_tokens, config=config, sampling=sampling, early_exit=early_exit)

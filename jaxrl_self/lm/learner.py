@@ -29,7 +29,7 @@ from jaxrl_self import rl
 from jaxrl_self.core.sequence import Problem
 from jaxrl_self.core.mesh import shard_envs
 from jaxrl_self.lm.evaluate import prompt_lengths
-from jaxrl_self.lm.generate import generate
+from jaxrl_self.lm.generate import clean_prompts, generate, prefill
 from jaxrl_self.lm.sampling import SamplingConfig
 from jaxrl_self.lm.scoring import score_response
 from jaxrl_self.nets.transformer import TransformerConfig
@@ -126,7 +126,12 @@ def rollout(key: jax.Array, params: Any, model_config: TransformerConfig, proble
     prompts = shard_envs(jnp.repeat(problems.prompt, group_size, axis=0), what="response")
     plen = prompt_lengths(prompts, prompt_layout)
     sampling = SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, greedy=greedy)
-    _, out = generate(params, prompts, plen, key, config=model_config, sampling=sampling)
+    # each prompt's keys/values are computed once and copied to its G rows (the same numbers as G prefills)
+    unique_len = prompt_lengths(problems.prompt, prompt_layout)
+    cache = prefill(params, clean_prompts(problems.prompt, unique_len), problems.prompt.shape[1] + max_new_tokens,
+                    config=model_config)
+    cache = shard_envs(jax.tree.map(lambda x: jnp.repeat(x, group_size, axis=1), cache), what="response", axis=1)
+    _, out = generate(params, prompts, plen, key, config=model_config, sampling=sampling, prefilled=cache)
     tokens, mask, logp, values = shard_envs((out.tokens, out.mask, out.logp, out.values), what="response")
     return Rollout(problem=problems, prompts=prompts, prompt_len=plen, responses=tokens, mask=mask, logp=logp,
                    values=values)

@@ -112,10 +112,16 @@ def sample_token(keys: jax.Array, logits: jax.Array, sampling: SamplingConfig) -
     logits = logits.astype(jnp.float32)
     V = logits.shape[-1]
     scaled = logits / jnp.asarray(sampling.temperature, jnp.float32)
-    k = jnp.asarray(sampling.top_k, jnp.int32)
-    kth = jnp.take(jnp.sort(scaled, axis=-1), V - jnp.clip(k, 1, V), axis=-1)[..., None]  # k-th largest
-    scaled = jnp.where((k > 0) & (scaled < kth), -jnp.inf, scaled)
+    # A setting known when tracing (a Python/numpy value, not a tracer) skips the work it switches off: the sort
+    # behind top-k (a [B, V] sort on every decoding step) and the argmax; the results are the same bits.
+    k_static, greedy_static = _concrete(sampling.top_k), _concrete(sampling.greedy)
+    if k_static is None or np.any(k_static > 0):
+        k = jnp.asarray(sampling.top_k, jnp.int32)
+        kth = jnp.take(jnp.sort(scaled, axis=-1), V - jnp.clip(k, 1, V), axis=-1)[..., None]  # k-th largest
+        scaled = jnp.where((k > 0) & (scaled < kth), -jnp.inf, scaled)
     sampled = jax.vmap(jax.random.categorical)(keys, scaled).astype(jnp.int32)
+    if greedy_static is not None and not np.any(greedy_static):
+        return sampled, token_logprobs(logits, sampled), token_logprobs(scaled, sampled)
     greedy = jnp.asarray(sampling.greedy, bool)
     token = jnp.where(greedy, jnp.argmax(logits, axis=-1).astype(jnp.int32), sampled)
     behaviour = jnp.where(greedy, 0.0, token_logprobs(scaled, token))

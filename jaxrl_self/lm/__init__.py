@@ -13,6 +13,7 @@ are short files on top of it; ``docs/lm-rl-layer.md`` is the guide to writing on
 from jaxrl_self.lm.generate import (
     DecodeOutput,
     DecodeState,
+    clean_prompts,
     decode,
     generate,
     init_decode_state,
@@ -44,7 +45,7 @@ from jaxrl_self.lm.base_models import (available_base_models, base_model_task, l
                                        load_model_or_file, read_metadata, save_model)
 
 __all__ = [
-    "DecodeOutput", "DecodeState", "decode", "generate", "init_decode_state", "prefill", "refresh_cache",
+    "DecodeOutput", "DecodeState", "clean_prompts", "decode", "generate", "init_decode_state", "prefill", "refresh_cache",
     "reset_slots",
     "SamplingConfig", "entropy_from_logits", "sample_token", "token_logprobs",
     "ScoreOutput", "concat_segments", "join_prompt_response", "score", "score_response",

@@ -703,6 +703,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning(command)
+            # other packages' deprecation notices are for their developers, not for a CLI user (e.g. the one
+            # tensorflow_probability, under distrax, triggers in jax on import); ours stay visible
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("default", category=DeprecationWarning, module=r"jaxrl_self(\.|$)")
             rest = _compile_cache(command, rest)
             return COMMANDS[command](rest)
     except _Exit as e:

@@ -4,6 +4,7 @@ google-tunix's ``GRPOLearner`` (JAX).
     python benchmarks/grpo_throughput.py            # full run -> benchmarks/results/grpo_throughput.{json,md}
     python benchmarks/grpo_throughput.py --quick    # smoke run -> grpo_throughput.quick.{json,md}
     python benchmarks/grpo_throughput.py --peers tunix --output grpo_vs_tunix   # ours and tunix only
+    python benchmarks/grpo_throughput.py --d-model 256 --output grpo_throughput_wide   # the 4x wider model
 
 Run the full measurement on a quiet machine (nothing else running): both sides use every core.
 

@@ -16,8 +16,8 @@ The process then keeps (up to) its peak heap resident instead of giving pages ba
 what a training process wants; the numbers it computes are unchanged. Measured effect and peak memory:
 ``benchmarks/results/grpo_profile.md``, ``docs/decisions.md``.
 
-It does nothing when the C library is not glibc, when any ``MALLOC_*`` variable is set in the environment (the
-user tuned glibc's allocator themselves), or with ``JAXRL_SELF_NO_MALLOC_TUNING=1``.
+It does nothing when the C library is not glibc, when any ``MALLOC_*`` variable or a ``glibc.malloc`` tunable in
+``GLIBC_TUNABLES`` is set (the user tuned glibc's allocator themselves), or with ``JAXRL_SELF_NO_MALLOC_TUNING=1``.
 """
 from __future__ import annotations
 
@@ -29,13 +29,19 @@ OPT_OUT = "JAXRL_SELF_NO_MALLOC_TUNING"
 # glibc's mallopt parameter numbers (malloc.h)
 M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
 SETTINGS = ((M_TOP_PAD, 64 << 20), (M_MMAP_THRESHOLD, 256 << 20), (M_TRIM_THRESHOLD, 1 << 30))
+#: glibc releases that cap M_MMAP_THRESHOLD lower (mallopt(3) documents 32 MiB on 64-bit) get this instead
+MMAP_FALLBACK = 32 << 20
+
+
+def _user_tuned() -> bool:
+    """The user set glibc's allocator up themselves: a ``MALLOC_*`` variable or a ``glibc.malloc`` tunable."""
+    return (any(name.startswith("MALLOC_") for name in os.environ)
+            or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""))
 
 
 def install() -> bool:
     """Apply :data:`SETTINGS` with ``mallopt`` (see the module docstring). Returns True when they are set."""
-    if os.environ.get(OPT_OUT, "") not in ("", "0") or not sys.platform.startswith("linux"):
-        return False
-    if any(name.startswith("MALLOC_") for name in os.environ):
+    if os.environ.get(OPT_OUT, "") not in ("", "0") or not sys.platform.startswith("linux") or _user_tuned():
         return False
     try:
         libc = ctypes.CDLL(None)
@@ -44,4 +50,10 @@ def install() -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    return all(mallopt(param, value) == 1 for param, value in SETTINGS)
+    ok = True
+    for param, value in SETTINGS:  # every one is tried: a refused value must not leave the others unset
+        done = mallopt(param, value) == 1
+        if not done and param == M_MMAP_THRESHOLD:
+            done = mallopt(param, MMAP_FALLBACK) == 1
+        ok = ok and done
+    return ok

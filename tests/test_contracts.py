@@ -908,6 +908,7 @@ def test_malloc_tuning_is_on_by_default_and_yields_to_the_user():
     assert _malloc_tuned() == "True"
     assert _malloc_tuned(JAXRL_SELF_NO_MALLOC_TUNING="1") == "False"
     assert _malloc_tuned(MALLOC_ARENA_MAX="2") == "False"
+    assert _malloc_tuned(GLIBC_TUNABLES="glibc.malloc.arena_max=2") == "False"
 
 
 MULTI_SEED_INIT = """

@@ -227,6 +227,23 @@ def test_shapes_and_dtypes(params):
     assert "lm_head" in _init_fn(LEARNED)(jax.random.key(0)) and "lm_head" not in params
 
 
+def test_one_row_of_positions_serves_every_sequence(params):
+    """``positions [1, T]`` broadcast over the batch give what ``[B, T]`` gives."""
+    tokens = _seqs(3)
+    Bt, T = tokens.shape
+    mask = jnp.broadcast_to(causal_mask(T), (Bt, T, T))
+    one = _apply_fn()(params, tokens, jnp.arange(T)[None], mask).logits
+    np.testing.assert_array_equal(one, _full_apply(params, tokens).logits)
+
+
+def test_reset_slots_refuses_a_prefilled_cache_of_another_shape(params):
+    state = lm.init_decode_state(CFG, B, 24)
+    wrong = KVCache.zeros(CFG, 1, 24)
+    with pytest.raises(ConfigError, match="prefilled"):
+        lm.reset_slots(params, state, jnp.ones(B, bool), jnp.ones((B, P), jnp.int32), jnp.ones(B, jnp.int32),
+                       jax.random.split(jax.random.key(0), B), config=CFG, prefilled=wrong)
+
+
 @pytest.mark.parametrize("cfg", [CFG, LEARNED], ids=["rope-tied-value", "learned-untied"])
 def test_forward_matches_numpy_reference(cfg):
     params = _params(cfg, seed=3)

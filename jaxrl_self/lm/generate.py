@@ -215,6 +215,11 @@ def reset_slots(params: Params, state: DecodeState, mask: jax.Array, prompts: ja
     P = prompts.shape[1]
     if P > S:
         raise ConfigError("prompts.shape[1]", P, f"<= the pool's cache_len={S}", "reset_slots")
+    if prefilled is not None and any((a.shape, a.dtype) != (b.shape, b.dtype) for a, b in
+                                     ((prefilled.keys, state.cache.keys), (prefilled.values, state.cache.values))):
+        raise ConfigError("prefilled", f"keys {prefilled.keys.shape} {prefilled.keys.dtype}",
+                          f"a KVCache like the pool's: keys {state.cache.keys.shape} {state.cache.keys.dtype}",
+                          "reset_slots")
     if mask.shape != (B,) or prompt_len.shape != (B,) or keys.shape != (B,):
         raise ConfigError("mask/prompt_len/keys shapes", (mask.shape, prompt_len.shape, keys.shape),
                           f"each ({B},)", "reset_slots")

@@ -26,6 +26,7 @@ import optax
 from flax import struct
 
 from jaxrl_self import rl
+from jaxrl_self.core.errors import ConfigError
 from jaxrl_self.core.sequence import Problem
 from jaxrl_self.core.mesh import shard_envs
 from jaxrl_self.lm.evaluate import prompt_lengths
@@ -126,10 +127,13 @@ def rollout(key: jax.Array, params: Any, model_config: TransformerConfig, proble
     prompts = shard_envs(jnp.repeat(problems.prompt, group_size, axis=0), what="response")
     plen = prompt_lengths(prompts, prompt_layout)
     sampling = SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, greedy=greedy)
-    # each prompt's keys/values are computed once and copied to its G rows (the same numbers as G prefills)
+    # each prompt's keys/values are computed once and copied to its G rows (G prefills' numbers up to rounding)
+    S = problems.prompt.shape[1] + max_new_tokens
+    if S > model_config.max_len:
+        raise ConfigError("max_new_tokens", max_new_tokens, f"<= max_len={model_config.max_len} - prompt length "
+                          f"{problems.prompt.shape[1]}", "rollout")
     unique_len = prompt_lengths(problems.prompt, prompt_layout)
-    cache = prefill(params, clean_prompts(problems.prompt, unique_len), problems.prompt.shape[1] + max_new_tokens,
-                    config=model_config)
+    cache = prefill(params, clean_prompts(problems.prompt, unique_len), S, config=model_config)
     cache = shard_envs(jax.tree.map(lambda x: jnp.repeat(x, group_size, axis=1), cache), what="response", axis=1)
     _, out = generate(params, prompts, plen, key, config=model_config, sampling=sampling, prefilled=cache)
     tokens, mask, logp, values = shard_envs((out.tokens, out.mask, out.logp, out.values), what="response")

@@ -304,6 +304,7 @@ class Transformer(nn.Module):
         embed = nn.Embed(cfg.vocab_size, cfg.d_model, embedding_init=nn.initializers.normal(0.02), dtype=dtype,
                          name="embed")
         B, T = tokens.shape
+        positions = jnp.broadcast_to(positions, (B, T))  # a [1, T] row of positions serves every sequence
         x = embed(tokens)
         if cfg.positional == "learned":
             pos_embed = nn.Embed(cfg.max_len, cfg.d_model, embedding_init=nn.initializers.normal(0.02),
@@ -355,8 +356,9 @@ def apply(params: Params, tokens: jax.Array, positions: jax.Array, attn_mask: ja
     Args:
         params: from :func:`init_params`.
         tokens: ``[B, T]`` int token ids.
-        positions: ``[B, T]`` int positions (rotary angle / learned position index, and the cache index the
-            keys/values are written to). With a cache they must be consecutive within each row.
+        positions: ``[B, T]`` (or ``[1, T]``) int positions (rotary angle / learned position index, and the cache
+            index the keys/values are written to). With a cache they must be distinct within each row and in
+            ``[0, cache_len)``: the write is a scatter that assumes so (no clamping).
         attn_mask: ``[B or 1, T, T]`` bool without a cache, ``[B or 1, T, cache_len]`` with one; True = may attend.
         cache: optional :class:`KVCache` (``batch == B``) to write into and attend over.
         config: the model's :class:`TransformerConfig` (static).

@@ -452,6 +452,16 @@ def time_calls(call: Callable[[], Any], *, reps: int, min_rep_s: float, max_call
     return TimedCalls(samples, k, warmup)
 
 
+def jit_timed(fn: Callable[..., Any], *args: Any, reps: int, min_rep_s: float) -> dict[str, Any]:
+    """``jax.jit(fn)`` compiled ahead of time for ``args`` (:func:`compile_timed`), then called on them repeatedly
+    (:func:`time_calls`): ``{"median_s", "min_s", "samples_s", "compile_s"}`` (seconds per call; compile = lower +
+    XLA compile). How the profile benchmarks time each part of an update alone."""
+    compiled, lower_s, compile_s = compile_timed(fn, *args)
+    timed = time_calls(lambda: compiled(*args), reps=reps, min_rep_s=min_rep_s)
+    return {"median_s": timed.median_s, "min_s": min(timed.seconds_per_call), "samples_s": timed.seconds_per_call,
+            "compile_s": lower_s + compile_s}
+
+
 # ============================================================================================ results
 def write_results(name: str, data: dict[str, Any], markdown: str) -> tuple[Path, Path]:
     """Write ``benchmarks/results/<name>.json`` and ``<name>.md``; returns both paths."""

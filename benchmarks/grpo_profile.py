@@ -97,9 +97,7 @@ def worker(spec: dict) -> dict:
     reps, min_s = spec["reps"], spec["min_rep_s"]
 
     def bench(fn, *args) -> dict:
-        compiled, lower_s, compile_s = C.compile_timed(fn, *args)
-        timed = C.time_calls(lambda: compiled(*args), reps=reps, min_rep_s=min_s)
-        return {"median_s": timed.median_s, "samples_s": timed.seconds_per_call, "compile_s": lower_s + compile_s}
+        return C.jit_timed(fn, *args, reps=reps, min_rep_s=min_s)
 
     parts = {
         "sample": bench(sample, state.params, jax.random.key(2)),

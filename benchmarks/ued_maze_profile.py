@@ -30,19 +30,19 @@ and 5 times unrolled.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
-    compile_timed,
     emit_result,
     fmt_ratio,
+    jit_timed,
     log,
     machine_info,
     run_worker,
-    time_calls,
     timing_lock,
     utc_now,
     worker_env,
@@ -51,18 +51,6 @@ from _common import (  # noqa: E402
 )
 
 NAME = "ued_maze_profile"
-
-
-def _timer(reps: int, min_s: float):
-    """``bench(fn, *args)``: ``jax.jit(fn)`` compiled ahead of time, then timed (``_common.time_calls``)."""
-
-    def bench(fn, *args) -> dict:
-        compiled, lower_s, compile_s = compile_timed(fn, *args)
-        timed = time_calls(lambda: compiled(*args), reps=reps, min_rep_s=min_s)
-        return {"median_s": timed.median_s, "min_s": min(timed.seconds_per_call),
-                "samples_s": timed.seconds_per_call, "compile_s": lower_s + compile_s}
-
-    return bench
 
 
 def worker(opts) -> None:
@@ -80,7 +68,7 @@ def worker(opts) -> None:
     from ued_maze import speed_config
 
     n, t, lstm = opts.num_envs, opts.num_steps, 256
-    bench = _timer(opts.reps, opts.min_rep_s)
+    bench = functools.partial(jit_timed, reps=opts.reps, min_rep_s=opts.min_rep_s)
     config = speed_config("robust_plr", n, t, lstm)
     env = envs.make("maze")
     # a replay cycle every update: replay_prob = 1 and (below) a buffer past minimum_fill_ratio

@@ -93,14 +93,26 @@ def utc_now() -> str:
 
 
 # ============================================================================================ machine description
-def _cpu_model() -> str:
+def _cpuinfo(field: str) -> str | None:
+    """The first ``field`` line of /proc/cpuinfo (None off Linux)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
+            if line.lower().startswith(field):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def _cpu_model() -> str:
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
+
+
+def _cpu_vector_features() -> list[str]:
+    """The vector-instruction features XLA:CPU's kernels depend on: one "Intel Xeon" name covers CPUs with and
+    without AVX-512 / AMX, whose speeds differ."""
+    have = set((_cpuinfo("flags") or "").split())
+    return sorted(f for f in ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "amx_tile") if f in have)
 
 
 def _mem_total_gib() -> float | None:
@@ -139,6 +151,7 @@ def machine_info() -> dict[str, Any]:
     status = _git("status", "--porcelain")
     return {
         "cpu_model": _cpu_model(),
+        "cpu_vector_features": _cpu_vector_features(),
         "cpu_count": os.cpu_count(),
         "cpus_usable": usable,
         "mem_total_gib": _mem_total_gib(),

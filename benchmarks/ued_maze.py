@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/ued_maze.py speed              # (a) ~25-40 min on a quiet 2-core CPU (compiles dominate)
+    python benchmarks/ued_maze.py speed --cycle-costs --before REV   # + each cycle kind timed apart, + old code
     python benchmarks/ued_maze.py speed --quick      # smoke test: 8 envs, PLR⊥ only, short timing
     python benchmarks/ued_maze.py results            # (b) DR, PLR⊥, ACCEL, 3 seeds each, one after the other
     python benchmarks/ued_maze.py results --parallel # the same, the three at once (on a GPU)
@@ -18,6 +19,13 @@ past ``minimum_fill_ratio`` (0.02 here, so that replay cycles start within the w
 the steady mix of 80% replay / 20% new cycles, with ACCEL's mutate cycles), then repetitions of ``K`` updates
 are timed (median reported). Env steps per update: ``num_envs x num_steps`` (PAIRED: both students, jaxued's
 count). The timing is of our default program (no held-out evaluation inside the timed window).
+
+The cycle kind is random, so the few dozen timed cycles of a row hold a mix of cheap (new, mutate: no gradient)
+and costly (replay: 5 PPO epochs) cycles that differs between runs and sides. ``--cycle-costs`` therefore also
+times, on both sides, PLR⊥ and ACCEL with ``replay_prob`` forced to 0 (new cycles only) and to 1 (replay
+cycles, and ACCEL's mutate after each, once the buffer is warm), and combines each side's two costs at the mix
+the sampler converges to (:func:`expected_mix`; ACCEL 1/9 new, 4/9 replay, 4/9 mutate at p = 0.8): the
+"expected cycle mix" table, the like-for-like comparison.
 
 The peer is **jaxued from PyPI** (``Maze``, ``AutoReplayWrapper``, ``LevelSampler``, ``make_level_generator``,
 ``make_level_mutator_minimax``, ``max_mc``) in a training loop *of the same shape* as jaxued's
@@ -81,6 +89,8 @@ PEER_REQUIREMENTS = ("gymnax", "jaxued", "six")  # the venv of env_throughput.py
 ANCHOR_JAXUED_PLR_8 = 3750.0  # env steps/s of jaxued's examples/maze_plr.py, 8 envs x 256 steps, this CPU
 SPEED_METHODS = ("dr", "robust_plr", "accel", "paired")
 RESULT_METHODS = ("dr", "robust_plr", "accel")
+DEFAULT_REPLAY_PROB = 0.8  # jaxued's maze_plr.py and our PLR⊥ / ACCEL default
+CYCLE_COST_METHODS = ("robust_plr", "accel")
 PUBLISHED = {"dr": 0.62, "robust_plr": 0.71, "accel": 0.875}  # dcd, 164M steps, 60 walls, 12 mazes
 LABELS = {"dr": "DR", "robust_plr": "PLR⊥", "accel": "ACCEL", "paired": "PAIRED", "plr": "PLR"}
 RUNS_ROOT = REPO_ROOT / "runs" / "ued_maze"
@@ -102,10 +112,14 @@ def method_config(method: str, student: dict, sampler: dict | None = None, adver
     return base.replace(**changes)
 
 
-def speed_config(method: str, num_envs: int, num_steps: int, lstm: int):
-    """The config of the speed runs (everything else: the method's defaults = jaxued's)."""
+def speed_config(method: str, num_envs: int, num_steps: int, lstm: int, replay_prob: float | None = None):
+    """The config of the speed runs (everything else: the method's defaults = jaxued's). ``replay_prob`` (PLR
+    family) forces the cycle kind for the cycle-cost runs: 0 gives only new-level cycles, 1 only replay (and
+    ACCEL's mutate) cycles once the buffer holds its minimum fill."""
     student = dict(num_envs=num_envs, num_steps=num_steps, total_timesteps=10**9, lstm_features=lstm)
     sampler = dict(minimum_fill_ratio=0.02) if method in ("robust_plr", "accel", "plr") else None
+    if sampler is not None and replay_prob is not None:
+        sampler["replay_prob"] = replay_prob
     return method_config(method, student, sampler, dict(lstm_features=lstm), eval_every=0)
 
 
@@ -148,7 +162,7 @@ def worker_speed_ours(args) -> None:
     from jaxrl_self.run.checkpoint import config_to_dict
 
     module = algos.get(args.method)
-    config = speed_config(args.method, args.num_envs, args.num_steps, args.lstm)
+    config = speed_config(args.method, args.num_envs, args.num_steps, args.lstm, args.replay_prob)
     train = module.make_train(config, envs.make("maze"))
     state = jax.jit(train.init)(jax.random.key(0))
     run_k = functools.partial(train.run, num_updates=args.k)
@@ -197,7 +211,8 @@ def worker_speed_jaxued(args) -> None:
     params = env.default_params
     generate = make_level_generator(13, 13, 25)
     mutate = make_level_mutator_minimax(100)
-    sampler = LevelSampler(capacity=4000, replay_prob=0.8, staleness_coeff=0.3, minimum_fill_ratio=0.02,
+    replay_prob = DEFAULT_REPLAY_PROB if args.replay_prob is None else args.replay_prob
+    sampler = LevelSampler(capacity=4000, replay_prob=replay_prob, staleness_coeff=0.3, minimum_fill_ratio=0.02,
                            prioritization="rank", prioritization_params={"temperature": 0.3, "k": 4},
                            duplicate_check=True)
     num_actions = env.action_space(params).n
@@ -368,17 +383,27 @@ def _speed_rows(opts, envs_list, methods, peers, peer_python, env, before) -> li
                              "_speed_ours", checkout_env(env, before[0])))
             if method in peers:
                 jobs.append(("jaxued", peer_python, __file__, "_speed_jaxued", env))
-            for impl, python, script, worker, worker_env_ in jobs:
-                log(f"[speed] {impl} {method} {num_envs} envs x {opts.num_steps} steps ...")
-                with timing_lock(f"ued_maze speed {impl} {method} {num_envs} envs") as lock:
+            jobs = [(*job, None) for job in jobs]
+            if opts.cycle_costs and method in CYCLE_COST_METHODS:  # each cycle kind apart, ours and the peer's
+                for forced in (0.0, 1.0):
+                    jobs.append(("jaxrl_self", sys.executable, __file__, "_speed_ours", env, forced))
+                    if method in peers:
+                        jobs.append(("jaxued", peer_python, __file__, "_speed_jaxued", env, forced))
+            for impl, python, script, worker, worker_env_, forced in jobs:
+                extra = [] if forced is None else ["--replay-prob", forced]
+                what = f"{impl} {method} {num_envs} envs" + ("" if forced is None else f" replay_prob {forced:g}")
+                log(f"[speed] {what} x {opts.num_steps} steps ...")
+                with timing_lock(f"ued_maze speed {what}") as lock:
                     try:
-                        r = run_worker(python, script, [worker, "--method", method, *common_args],
+                        r = run_worker(python, script, [worker, "--method", method, *common_args, *extra],
                                        env=worker_env_, timeout=3600)
                     except Exception as e:  # keep the other measurements
                         log(f"[speed] {impl} {method} failed: {e}")
                         r = {"impl": impl, "method": method, "num_envs": num_envs, "error": str(e)[-2000:]}
                 r["timing"] = lock
                 r["impl"] = impl
+                if forced is not None:
+                    r["forced_replay_prob"] = forced
                 if impl == "jaxrl_self_before":
                     r["commit"] = before[1]
                 rows.append(r)
@@ -404,26 +429,31 @@ def cmd_speed(opts) -> None:
     earlier = RESULTS_DIR / f"{name}.json"
     if opts.merge and earlier.exists():  # keep the earlier rows that this run did not measure again
         old = json.loads(earlier.read_text())
-        measured = {(r["impl"], r["method"], r["num_envs"]) for r in rows}
-        kept = [dict(r, run=old["created"]) for r in old["rows"]
-                if (r["impl"], r["method"], r["num_envs"]) not in measured]
+        key = lambda r: (r["impl"], r["method"], r["num_envs"], r.get("forced_replay_prob"))  # noqa: E731
+        measured = {key(r) for r in rows}
+        kept = [dict(r, run=old["created"]) for r in old["rows"] if key(r) not in measured]
         data["rows"] = kept + rows
         data["earlier_runs"] = [{"created": old["created"], "machine": old["machine"], "rows_kept": len(kept)},
                                 *old.get("earlier_runs", [])]
+    costs = cycle_costs(data["rows"])
+    if costs:
+        data["cycle_costs"] = [dict(v, method=m, num_envs=n) for (m, n), v in costs.items()]
     json_path, md_path = write_results(name, data, speed_markdown(data))
     print(md_path.read_text())
     log(f"[speed] wrote {json_path} and {md_path}")
 
 
 def speed_markdown(data: dict) -> str:
-    rows = data["rows"]
+    rows = [r for r in data["rows"] if r.get("forced_replay_prob") is None]
     ours = {(r["method"], r["num_envs"]): r for r in rows if r.get("impl") == "jaxrl_self"}
     peer = {(r["method"], r["num_envs"]): r for r in rows if r.get("impl") == "jaxued"}
     before = {(r["method"], r["num_envs"]): r for r in rows if r.get("impl") == "jaxrl_self_before"}
     before_rev = next((str(r.get("commit", "?"))[:8] for r in before.values()), "")
     m = data["machine"]
     lines = ["# UED maze training speed: jaxrl_self vs jaxued", "",
-             f"{m['cpu_model']}, {m['cpus_usable']} usable cores, load average {m['loadavg']} at the start "
+             f"{m['cpu_model']}"
+             + (f" ({' '.join(m['cpu_vector_features'])})" if m.get("cpu_vector_features") else "")
+             + f", {m['cpus_usable']} usable cores, load average {m['loadavg']} at the start "
              f"(git {str(m.get('git_commit'))[:8]}{' dirty' if m.get('git_dirty') else ''}), {data['created']}"
              + "".join(f"; {e['rows_kept']} rows kept from the run of {e['created']} (load {e['machine']['loadavg']})"
                        for e in data.get("earlier_runs", [])) + ".", "",
@@ -460,7 +490,61 @@ def speed_markdown(data: dict) -> str:
     if before:
         lines += ["", f"'before' is the same worker run from a git checkout of {before_rev} (the code before the change "
                   "being measured) in the same job, one row after the other under the same lock."]
+    costs = cycle_costs(data["rows"])
+    if costs:
+        lines += ["", "## At the expected cycle mix", "",
+                  "The cycle kind is drawn at random (replay with probability p = 0.8 once the buffer holds its minimum "
+                  "fill; ACCEL mutates after every replay), so the few dozen cycles a row above times hold a mix that "
+                  "differs from run to run and from side to side, and a replay cycle (5 PPO epochs) costs several "
+                  "times a new or mutate cycle (no gradient). Here each side's cycle kinds are timed apart, with p "
+                  "forced to 0 (new cycles only) and to 1 (replay cycles, and ACCEL's mutate cycles after them, once "
+                  "the buffer is warm), and combined at the mix the sampler converges to: PLR⊥ new 1 - p, replay p; "
+                  "ACCEL new (1 - p)/(1 + p), replay and mutate p/(1 + p) each. Seconds per cycle; the env steps per "
+                  "second divide a cycle's num_envs x num_steps by its expected time.", "",
+                  "| method | envs x steps | expected mix (new/replay/mutate) | ours: new, other cycle (s) "
+                  "| jaxued: new, other cycle (s) | jaxrl_self | jaxued | ratio |", "|---|---|---|---|---|---:|---:|---:|"]
+        for (method, n), c in sorted(costs.items(), key=lambda kv: (kv[0][1], SPEED_METHODS.index(kv[0][0]))):
+            o, p = c["jaxrl_self"], c.get("jaxued")
+            peer_s = f"{p['new_s']:.3f}, {p['other_s']:.3f}" if p else "-"
+            lines.append(f"| {LABELS.get(method, method)} | {n} x {c['num_steps']} | {_mix(c['mix'])} "
+                         f"| {o['new_s']:.3f}, {o['other_s']:.3f} | {peer_s} "
+                         f"| {fmt_rate(o['env_steps_per_s'])} | {fmt_rate(p['env_steps_per_s']) if p else '-'} "
+                         f"| {fmt_ratio(c.get('ratio'))} |")
     return "\n".join(lines)
+
+
+def expected_mix(method: str, replay_prob: float) -> dict:
+    """The fractions of cycle kinds the sampler converges to (the stationary mix of its Markov chain)."""
+    if method == "accel":  # after a replay always a mutate; otherwise replay with probability p
+        return {"new": (1 - replay_prob) / (1 + replay_prob), "replay": replay_prob / (1 + replay_prob),
+                "mutate": replay_prob / (1 + replay_prob)}
+    return {"new": 1 - replay_prob, "replay": replay_prob, "mutate": 0.0}
+
+
+def cycle_costs(rows: list[dict]) -> dict:
+    """Per (method, envs): each side's seconds per new cycle (the p = 0 row) and per other cycle (the p = 1 row,
+    minus any new cycles it still held, by their measured cost), and its env steps per second at the expected mix."""
+    forced = {(r["impl"], r["method"], r["num_envs"], r["forced_replay_prob"]): r for r in rows
+              if r.get("forced_replay_prob") is not None and "env_steps_per_s" in r}
+    out = {}
+    for (impl, method, n, p), r0 in forced.items():
+        r1 = forced.get((impl, method, n, 1.0))
+        if p != 0.0 or r1 is None:
+            continue
+        steps = r0["env_steps_per_update"]
+        new_s = steps / r0["env_steps_per_s"]
+        t1 = steps / r1["env_steps_per_s"]
+        stray = (r1.get("branch_mix") or {}).get("new", 0.0)  # new cycles before the buffer was warm
+        other_s = (t1 - stray * new_s) / (1 - stray)
+        mix = expected_mix(method, DEFAULT_REPLAY_PROB)
+        expected_s = mix["new"] * new_s + (1 - mix["new"]) * other_s
+        entry = out.setdefault((method, n), {"num_steps": r0["num_steps"], "mix": mix})
+        entry[impl] = {"new_s": new_s, "other_s": other_s, "stray_new": stray, "expected_s": expected_s,
+                       "env_steps_per_s": steps / expected_s}
+    for entry in out.values():
+        if "jaxued" in entry and "jaxrl_self" in entry:
+            entry["ratio"] = entry["jaxrl_self"]["env_steps_per_s"] / entry["jaxued"]["env_steps_per_s"]
+    return {k: v for k, v in out.items() if "jaxrl_self" in v}
 
 
 def _mix(mix: dict | None) -> str:
@@ -719,6 +803,9 @@ def main(argv=None) -> None:
     sp.add_argument("--lstm", type=int, default=256, help="LSTM units (256: the standard agent)")
     sp.add_argument("--k", type=int, default=None, help="updates per timed call")
     sp.add_argument("--no-peer", action="store_true", help="skip jaxued")
+    sp.add_argument("--cycle-costs", action="store_true",
+                    help="also time each cycle kind apart (replay_prob 0 and 1) on both sides, for PLR⊥ and ACCEL, "
+                         "and compare at the expected cycle mix")
     sp.add_argument("--before", metavar="REV", default=None,
                     help="also time our worker from a git checkout of REV (before/after ratios in the same job)")
     sp.add_argument("--merge", action="store_true",
@@ -745,6 +832,7 @@ def main(argv=None) -> None:
         w.add_argument("--warmup-calls", type=int, required=True)
         w.add_argument("--reps", type=int, required=True)
         w.add_argument("--min-rep-s", type=float, required=True)
+        w.add_argument("--replay-prob", type=float, default=None, help="force the cycle kind (cycle-cost runs)")
     w = sub.add_parser("_results")
     w.add_argument("--method", required=True)
     w.add_argument("--seeds", type=int, required=True)

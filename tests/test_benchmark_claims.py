@@ -638,3 +638,51 @@ def test_timing_lock_is_free_again_after_an_exception(tmp_path, monkeypatch):
     with C.timing_lock("next row") as record:
         assert record["lock_wait_s"] < 0.5 and C._held == [record]
     assert C._held == []
+
+
+# ------------------------------------------------------------------------------------------ maze cycle costs
+def _ued_maze(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import ued_maze
+
+    return ued_maze
+
+
+def test_expected_cycle_mix_is_the_stationary_mix_of_the_samplers_chain(monkeypatch):
+    """ACCEL: replay with p unless the last cycle replayed (then mutate): 1/9, 4/9, 4/9 at p = 0.8, as a long
+    simulated chain gives; PLR⊥: 1 - p, p."""
+    import numpy as np
+
+    M = _ued_maze(monkeypatch)
+    mix = M.expected_mix("accel", 0.8)
+    np.testing.assert_allclose([mix["new"], mix["replay"], mix["mutate"]], [1 / 9, 4 / 9, 4 / 9])
+    rng, kind, counts = np.random.default_rng(0), 0, np.zeros(3)
+    for _ in range(200_000):
+        kind = 2 if kind == 1 else int(rng.random() < 0.8)
+        counts[kind] += 1
+    np.testing.assert_allclose(counts / counts.sum(), [1 / 9, 4 / 9, 4 / 9], atol=3e-3)
+    assert M.expected_mix("robust_plr", 0.8) == {"new": pytest.approx(0.2), "replay": 0.8, "mutate": 0.0}
+
+
+def test_cycle_costs_combine_the_forced_rows_at_the_expected_mix(monkeypatch):
+    """Hand-computed: new cycles 0.1 s (p = 0 row); the p = 1 row averaged 0.6 s a cycle with 10% stray new
+    cycles, so a replay-or-mutate cycle costs (0.6 - 0.1 * 0.1) / 0.9 = 0.6556 s; at 1/9 new it is
+    0.1 / 9 + 8 / 9 * 0.6556 = 0.5938 s, 1000 steps -> 1684 steps/s."""
+    M = _ued_maze(monkeypatch)
+
+    def row(impl, p, rate, new=0.0):
+        return {"impl": impl, "method": "accel", "num_envs": 4, "num_steps": 250, "forced_replay_prob": p,
+                "env_steps_per_update": 1000, "env_steps_per_s": rate,
+                "branch_mix": {"new": new, "replay": (1 - new) / 2, "mutate": (1 - new) / 2}}
+
+    rows = [row("jaxrl_self", 0.0, 1000 / 0.1, new=1.0), row("jaxrl_self", 1.0, 1000 / 0.6, new=0.1),
+            row("jaxued", 0.0, 1000 / 0.1, new=1.0), row("jaxued", 1.0, 1000 / 1.2),
+            {"impl": "jaxrl_self", "method": "accel", "num_envs": 4, "env_steps_per_s": 1.0}]  # unforced: ignored
+    c = M.cycle_costs(rows)[("accel", 4)]
+    ours, peer = c["jaxrl_self"], c["jaxued"]
+    assert ours["other_s"] == pytest.approx((0.6 - 0.01) / 0.9)
+    assert ours["env_steps_per_s"] == pytest.approx(1000 / (0.1 / 9 + 8 / 9 * (0.59 / 0.9)))
+    assert peer["env_steps_per_s"] == pytest.approx(1000 / (0.1 / 9 + 8 / 9 * 1.2))
+    assert c["ratio"] == pytest.approx(ours["env_steps_per_s"] / peer["env_steps_per_s"])
+    assert "| ACCEL | 4 x 250 | 0.11/0.44/0.44 | 0.100, 0.656 | 0.100, 1.200 |" in M.speed_markdown(
+        {"rows": rows[:4], "machine": {"cpu_model": "x", "cpus_usable": 2, "loadavg": None}, "created": "now"})

@@ -194,7 +194,8 @@ def test_promotion_swaps_the_baseline_and_resume_is_bitwise(run, tmp_path):
 
 def test_bad_configs_are_refused_before_compiling():
     for field, value in [("teacher_reward", "curiosity"), ("num_students", 0), ("hard_difficulty", 9),
-                         ("warmup_difficulty", 0), ("num_datasets", 1), ("promotion", "yes"), ("warmup_steps", -1)]:
+                         ("warmup_difficulty", 0), ("num_datasets", 1), ("promotion", "yes"), ("warmup_steps", -1),
+                         ("warmup_steps", [1]), ("warmup_steps", 2.5)]:
         with pytest.raises(ConfigError, match=field):
             soar.make_train(TINY.replace(**{field: value}), TASK)
     with pytest.raises(ConfigError, match="learning_rate"):

@@ -44,6 +44,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from jaxrl_self import lm, rl
@@ -52,7 +53,7 @@ from jaxrl_self.core.algorithm import Train, static_field as _static
 from jaxrl_self.core.environment import tree_select
 from jaxrl_self.core.errors import ConfigError, errors_within
 from jaxrl_self.core.sequence import VOCAB, Problem, SequenceTask
-from jaxrl_self.lm.config import COUNT, POSITIVE, GroupConfig, check_model
+from jaxrl_self.lm.config import POSITIVE, GroupConfig, check_model
 from jaxrl_self.lm.evaluate import HELD_OUT_SEED, difficulty_params, max_difficulty
 from jaxrl_self.lm.supervised import SupervisedConfig, fine_tune
 from jaxrl_self.nets.transformer import TransformerConfig
@@ -155,7 +156,10 @@ class Config(GroupConfig):
                             sizes=("num_students", "promotion_window", "hard_difficulty", "hard_candidates",
                                    "hard_samples", "reward_problems", "sft_batch"),
                             extra_numeric={"promotion_threshold": (lambda x: x == x, "a number"),
-                                           "sft_learning_rate": POSITIVE, "warmup_steps": COUNT})
+                                           "sft_learning_rate": POSITIVE})
+        steps = self.warmup_steps  # static: a Python loop count and an SFT schedule length
+        if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 0:
+            raise ConfigError("warmup_steps", steps, "an integer >= 0 (supervised warm-up steps of the teacher)", owner)
         with errors_within(owner, "student."):  # the students start from the teacher's base model
             self.student.replace(base_model=self.base_model).validate(env, None)
         if env is not None:
